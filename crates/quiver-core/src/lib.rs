@@ -21,6 +21,7 @@ pub mod diag;
 pub mod library;
 pub mod manifest;
 pub mod policy;
+pub mod scan;
 pub mod tree;
 
 pub use diag::{ConfigError, Location, Severity};
