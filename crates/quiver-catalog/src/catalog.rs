@@ -253,14 +253,20 @@ impl Catalog {
     /// (it is the argument order).
     pub fn to_canonical_bytes(&self) -> Vec<u8> {
         let mut c = self.clone();
-        c.groups.sort_by(|a, b| a.id.cmp(&b.id));
-        c.entries.sort_by(|a, b| a.script.cmp(&b.script));
-        for e in &mut c.entries {
+        c.normalize();
+        canonical_json(&c)
+    }
+
+    /// Puts the catalog in canonical order: groups by id, entries by script, each entry's
+    /// groups sorted and deduplicated, files by path. Parameters are left as declared.
+    pub fn normalize(&mut self) {
+        self.groups.sort_by(|a, b| a.id.cmp(&b.id));
+        self.entries.sort_by(|a, b| a.script.cmp(&b.script));
+        for e in &mut self.entries {
             e.groups.sort();
             e.groups.dedup();
             e.files.sort_by(|a, b| a.path.cmp(&b.path));
         }
-        canonical_json(&c)
     }
 
     /// Parses and validates untrusted catalog bytes (after the signature has been checked).
@@ -292,7 +298,10 @@ impl Catalog {
             let mut paths = BTreeSet::new();
             for f in &e.files {
                 if !paths.insert(f.path.as_str().to_lowercase()) {
-                    return invalid(format!("{s}: file {} appears twice (ignoring case)", f.path));
+                    return invalid(format!(
+                        "{s}: file {} appears twice (ignoring case)",
+                        f.path
+                    ));
                 }
                 if f.mode != 0o644 && f.mode != 0o755 {
                     return invalid(format!("{s}: file {} has mode {:o}", f.path, f.mode));
@@ -322,10 +331,8 @@ impl Catalog {
                 if p.r#type == ParamType::Enum && p.values.is_empty() {
                     return invalid(format!("{s}: enum parameter {} has no values", p.name));
                 }
-                if let Some(d) = &p.default {
-                    if let Err(reason) = p.check_value(d) {
-                        return invalid(format!("{s}: default of {}: {reason}", p.name));
-                    }
+                if let Some(Err(reason)) = p.default.as_deref().map(|d| p.check_value(d)) {
+                    return invalid(format!("{s}: default of {}: {reason}", p.name));
                 }
             }
             if let Some(g) = e.groups.iter().find(|g| !group_ids.contains(g.as_str())) {
@@ -333,10 +340,16 @@ impl Catalog {
             }
         }
         if count > limits.max_files {
-            return invalid(format!("{count} files, over the limit of {}", limits.max_files));
+            return invalid(format!(
+                "{count} files, over the limit of {}",
+                limits.max_files
+            ));
         }
         if total > limits.max_total_bytes {
-            return invalid(format!("{total} bytes of files, over {}", limits.max_total_bytes));
+            return invalid(format!(
+                "{total} bytes of files, over {}",
+                limits.max_total_bytes
+            ));
         }
         Ok(())
     }
@@ -379,7 +392,10 @@ impl Entry {
         &self,
         given: &BTreeMap<String, String>,
     ) -> Result<Vec<(String, String)>, ParamError> {
-        if let Some(name) = given.keys().find(|k| !self.parameters.iter().any(|p| &p.name == *k)) {
+        if let Some(name) = given
+            .keys()
+            .find(|k| !self.parameters.iter().any(|p| &p.name == *k))
+        {
             return Err(ParamError::Unknown(name.clone()));
         }
         let mut out = Vec::with_capacity(self.parameters.len());

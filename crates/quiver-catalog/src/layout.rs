@@ -26,5 +26,6 @@ pub fn blob_rel_path(digest: &Sha256Hex) -> String {
 
 /// The SHA-256 of `bytes`, spelled the one way quiver spells digests.
 pub fn sha256_hex(bytes: &[u8]) -> Sha256Hex {
-    Sha256Hex::new(&hex::encode(Sha256::digest(bytes))).expect("hex::encode gives 64 lowercase digits")
+    Sha256Hex::new(&hex::encode(Sha256::digest(bytes)))
+        .expect("hex::encode gives 64 lowercase digits")
 }

@@ -25,7 +25,9 @@ pub enum SignError {
         source: std::io::Error,
     },
     /// The secret key file is readable or writable by group or others.
-    #[error("{path}: secret key is accessible by other users (mode {mode:o}); run `chmod 600 {path}`")]
+    #[error(
+        "{path}: secret key is accessible by other users (mode {mode:o}); run `chmod 600 {path}`"
+    )]
     InsecurePermissions {
         /// The file.
         path: PathBuf,
@@ -73,9 +75,13 @@ impl KeyPair {
     pub fn generate() -> Result<KeyPair, SignError> {
         let kp = minisign::KeyPair::generate_unencrypted_keypair()
             .map_err(|e| SignError::Sign(e.to_string()))?;
-        let public = PublicKey::decode(&kp.pk.to_base64()).map_err(|e| SignError::BadKey(e.to_string()))?;
+        let public =
+            PublicKey::decode(&kp.pk.to_base64()).map_err(|e| SignError::BadKey(e.to_string()))?;
         Ok(KeyPair {
-            signing: SigningKey { sk: kp.sk, pk: kp.pk },
+            signing: SigningKey {
+                sk: kp.sk,
+                pk: kp.pk,
+            },
             public,
         })
     }
@@ -94,8 +100,16 @@ impl KeyPair {
     /// 0600 from the start (never readable by others, even for an instant) and renamed into
     /// place, so a crash never leaves half a key.
     pub fn write(&self, secret_path: &Path, public_path: &Path) -> Result<(), SignError> {
-        write_new(secret_path, self.secret_key_file_contents().as_bytes(), 0o600)?;
-        write_new(public_path, self.public_key_file_contents().as_bytes(), 0o644)
+        write_new(
+            secret_path,
+            self.secret_key_file_contents().as_bytes(),
+            0o600,
+        )?;
+        write_new(
+            public_path,
+            self.public_key_file_contents().as_bytes(),
+            0o644,
+        )
     }
 }
 
@@ -132,8 +146,10 @@ impl SigningKey {
     /// Reads an unencrypted minisign secret key from its file contents.
     pub fn from_file_contents(text: &str) -> Result<SigningKey, SignError> {
         let bad = |e: minisign::PError| SignError::BadKey(e.to_string());
-        let sk = minisign::SecretKey::from_unencrypted_box(minisign::SecretKeyBox::from_string(text).map_err(bad)?)
-            .map_err(bad)?;
+        let sk = minisign::SecretKey::from_unencrypted_box(
+            minisign::SecretKeyBox::from_string(text).map_err(bad)?,
+        )
+        .map_err(bad)?;
         let pk = minisign::PublicKey::from_secret_key(&sk).map_err(bad)?;
         Ok(SigningKey { sk, pk })
     }
@@ -198,9 +214,14 @@ impl PublicKey {
             .map(str::trim)
             .find(|l| !l.is_empty() && !l.starts_with("untrusted comment:"))
             .ok_or_else(|| malformed("no key found".into()))?;
-        let key = minisign_verify::PublicKey::from_base64(line).map_err(|e| malformed(e.to_string()))?;
+        let key =
+            minisign_verify::PublicKey::from_base64(line).map_err(|e| malformed(e.to_string()))?;
         let id = minisign::PublicKey::from_base64(line).map_err(|e| malformed(e.to_string()))?;
-        let key_id = u64::from_le_bytes(id.keynum().try_into().map_err(|_| malformed("bad key id".into()))?);
+        let key_id = u64::from_le_bytes(
+            id.keynum()
+                .try_into()
+                .map_err(|_| malformed("bad key id".into()))?,
+        );
         Ok(PublicKey {
             key,
             base64: line.to_owned(),
@@ -220,7 +241,11 @@ impl PublicKey {
 
     /// The key in minisign's `.pub` file format.
     pub fn file_contents(&self) -> String {
-        format!("untrusted comment: minisign public key {}\n{}\n", self.fingerprint(), self.base64)
+        format!(
+            "untrusted comment: minisign public key {}\n{}\n",
+            self.fingerprint(),
+            self.base64
+        )
     }
 
     /// Checks that `sig_text` (a `.minisig` file) is this key's signature over `bytes`,

@@ -175,13 +175,11 @@ pub fn verify_timestamp(
         }
     })?;
     // Rollback: never go back to an older (possibly vulnerable) snapshot.
-    if let Some(applied) = applied_serial {
-        if ts.serial < applied {
-            return Err(VerifyError::Rollback {
-                applied,
-                offered: ts.serial,
-            });
-        }
+    if let Some(applied) = applied_serial.filter(|&a| ts.serial < a) {
+        return Err(VerifyError::Rollback {
+            applied,
+            offered: ts.serial,
+        });
     }
     // Freeze: an expired timestamp means nobody has vouched for this snapshot lately.
     if ts.is_expired(now) {
