@@ -1,6 +1,8 @@
 //! Shared helpers for the end-to-end tests in this folder: they run the real `quiver` and
 //! `quiver-agent` binaries against real git repositories, real files and loopback HTTP.
 
+pub mod repogen;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;

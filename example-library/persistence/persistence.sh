@@ -4,9 +4,9 @@
 # loading, udev RUN rules, update-motd scripts, PAM pam_exec and systemd generators.
 #
 # Usage (quiver passes every parameter as two separate argv elements, never via a shell):
-#   persistence.sh [--vendor_units true|false]
-#     --vendor_units  also list unit files shipped by packages under /usr/lib and /lib
-#                     (default true; false keeps only /etc, /run, /usr/local and user units)
+#   persistence.sh [--include_vendor true|false]
+#     --include_vendor  also list unit files shipped by packages under /usr/lib and /lib
+#                       (default true; false keeps only /etc, /run, /usr/local and user units)
 #
 # Output: CSV with a header line on stdout:
 #   category,location,name,value,state,owner,modified,sha256
@@ -27,16 +27,16 @@ ME="persistence"
 usage_error() { printf '%s: %s\n' "$ME" "$1" >&2; exit 2; }
 warn() { printf '%s: %s\n' "$ME" "$1" >&2; }
 
-VENDOR_UNITS="true"
+INCLUDE_VENDOR="true"
 while [ "$#" -gt 0 ]; do
     case "$1" in
-        --vendor_units)
-            [ "$#" -ge 2 ] || usage_error "--vendor_units needs a value (true or false)"
-            VENDOR_UNITS="$2"; shift 2 ;;
-        *) usage_error "unknown argument: $1 (usage: --vendor_units true|false)" ;;
+        --include_vendor)
+            [ "$#" -ge 2 ] || usage_error "--include_vendor needs a value (true or false)"
+            INCLUDE_VENDOR="$2"; shift 2 ;;
+        *) usage_error "unknown argument: $1 (usage: --include_vendor true|false)" ;;
     esac
 done
-case "$VENDOR_UNITS" in true|false) ;; *) usage_error "--vendor_units must be true or false, got: $VENDOR_UNITS" ;; esac
+case "$INCLUDE_VENDOR" in true|false) ;; *) usage_error "--include_vendor must be true or false, got: $INCLUDE_VENDOR" ;; esac
 
 csv_row() {
     local sep="" f
@@ -118,7 +118,7 @@ csv_row category location name value state owner modified sha256
 # --- systemd -----------------------------------------------------------------------
 SYSTEM_UNIT_DIRS=(/etc/systemd/system /run/systemd/system /usr/local/lib/systemd/system)
 USER_UNIT_DIRS=(/etc/systemd/user /run/systemd/user /usr/local/lib/systemd/user)
-if [ "$VENDOR_UNITS" = "true" ]; then
+if [ "$INCLUDE_VENDOR" = "true" ]; then
     SYSTEM_UNIT_DIRS+=(/usr/lib/systemd/system /lib/systemd/system)
     USER_UNIT_DIRS+=(/usr/lib/systemd/user /lib/systemd/user)
 fi

@@ -17,6 +17,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod approval;
 pub mod diag;
 pub mod library;
 pub mod manifest;

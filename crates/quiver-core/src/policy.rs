@@ -61,6 +61,10 @@ pub const BUILTIN_CHECKS: &[(&str, &str)] = &[
     ("syntax.powershell", "a PowerShell parse error"),
     ("syntax.shell", "a shell parse error"),
     (
+        "syntax.skipped",
+        "an entry file too large to parse (syntax and command rules skipped)",
+    ),
+    (
         "signature.missing",
         "an executable without a `.minisig` signature",
     ),

