@@ -21,9 +21,27 @@ Get-Process | Sort-Object CPU -Descending | Select-Object -First 20 Name, Id, CP
 #[test]
 fn utf16_le_and_be_scripts_are_decoded_and_scanned() {
     let repo = Repo::new();
-    repo.script("stage-le", "windows", "powershell", "stage.ps1", utf16le(DOWNLOAD_EXEC))
-        .script("stage-be", "windows", "powershell", "stage.ps1", utf16be(DOWNLOAD_EXEC))
-        .script("procs-le", "windows", "powershell", "procs.ps1", utf16le(BENIGN_PS1));
+    repo.script(
+        "stage-le",
+        "windows",
+        "powershell",
+        "stage.ps1",
+        utf16le(DOWNLOAD_EXEC),
+    )
+    .script(
+        "stage-be",
+        "windows",
+        "powershell",
+        "stage.ps1",
+        utf16be(DOWNLOAD_EXEC),
+    )
+    .script(
+        "procs-le",
+        "windows",
+        "powershell",
+        "procs.ps1",
+        utf16le(BENIGN_PS1),
+    );
     let run = repo.lint(&[]);
     run.assert_code(1);
     run.assert_finding("download-exec.powershell", "library/stage-le/stage.ps1:3");
@@ -39,7 +57,13 @@ fn crlf_in_a_shell_script_is_flagged() {
     repo.script("crlf", "linux", "sh", "run.sh", "#!/bin/sh\r\nps -ef\r\n")
         .script("lf", "linux", "sh", "run.sh", "#!/bin/sh\nps -ef\n")
         // CRLF is normal for PowerShell.
-        .script("ps-crlf", "windows", "powershell", "run.ps1", "Get-Process\r\nGet-Service\r\n");
+        .script(
+            "ps-crlf",
+            "windows",
+            "powershell",
+            "run.ps1",
+            "Get-Process\r\nGet-Service\r\n",
+        );
     let run = repo.lint(&[]);
     run.assert_finding("encoding.crlf", "library/crlf/run.sh");
     run.assert_no_under("encoding.crlf", "library/lf/");
@@ -64,7 +88,13 @@ fn non_ascii_ps1_without_bom_is_flagged() {
 fn symlinks_refuse_their_script_and_the_others_are_still_linted() {
     let repo = Repo::new();
     repo.script("linked", "linux", "bash", "run.sh", "#!/bin/bash\nps -ef\n")
-        .script("escape", "linux", "bash", "run.sh", "#!/bin/bash\ncat passwd\n")
+        .script(
+            "escape",
+            "linux",
+            "bash",
+            "run.sh",
+            "#!/bin/bash\ncat passwd\n",
+        )
         .script("other", "linux", "sh", "run.sh", "#!/bin/sh\r\nid\r\n")
         .script("plain", "linux", "bash", "run.sh", "#!/bin/bash\nuptime\n");
     std::os::unix::fs::symlink("run.sh", repo.lib_path("linked/helper.sh")).unwrap();
@@ -119,9 +149,21 @@ fn paths_equal_ignoring_case_collide() {
 fn file_at_the_size_limit_passes_and_one_byte_over_fails() {
     let repo = Repo::new();
     repo.policy("limits.toml", "[limits]\nmax_file_size = 1024\n")
-        .script("at-limit", "linux", "bash", "run.sh", "#!/bin/bash\ncat data.txt\n")
+        .script(
+            "at-limit",
+            "linux",
+            "bash",
+            "run.sh",
+            "#!/bin/bash\ncat data.txt\n",
+        )
         .file("at-limit/data.txt", vec![b'a'; 1024])
-        .script("over-limit", "linux", "bash", "run.sh", "#!/bin/bash\ncat data.txt\n")
+        .script(
+            "over-limit",
+            "linux",
+            "bash",
+            "run.sh",
+            "#!/bin/bash\ncat data.txt\n",
+        )
         .file("over-limit/data.txt", vec![b'a'; 1025]);
     let run = repo.lint(&[]);
     run.assert_code(1);
@@ -133,7 +175,13 @@ fn file_at_the_size_limit_passes_and_one_byte_over_fails() {
 fn a_huge_file_is_not_loaded_and_its_size_on_disk_is_reported() {
     let repo = Repo::new();
     repo.policy("limits.toml", "[limits]\nmax_file_size = 1024\n")
-        .script("huge", "linux", "bash", "run.sh", "#!/bin/bash\ncat dump.txt\n");
+        .script(
+            "huge",
+            "linux",
+            "bash",
+            "run.sh",
+            "#!/bin/bash\ncat dump.txt\n",
+        );
     // A sparse 10 GiB file: costs no disk, and reading it whole would take minutes.
     let f = std::fs::File::create(repo.lib_path("huge/dump.txt")).unwrap();
     f.set_len(10 * 1024 * 1024 * 1024).unwrap();
@@ -222,7 +270,11 @@ fn executables_need_a_signature_by_a_pinned_key() {
     run.assert_finding("signature.missing", "library/unsigned/collector");
     run.assert_finding("signature.untrusted", "library/untrusted/collector");
     run.assert_finding("signature.invalid", "library/corrupted/collector");
-    for rule in ["signature.missing", "signature.untrusted", "signature.invalid"] {
+    for rule in [
+        "signature.missing",
+        "signature.untrusted",
+        "signature.invalid",
+    ] {
         run.assert_no_under(rule, "library/signed/");
     }
 }
@@ -303,7 +355,10 @@ fn a_waiver_downgrades_a_finding_and_says_why() {
     let run = repo.lint(&[]);
     run.assert_code(0);
     run.assert_finding("download-exec.powershell", "library/stage/stage.ps1:3");
-    assert!(run.stdout.contains("waived by lead: fetches the vendor's signed collector"));
+    assert!(
+        run.stdout
+            .contains("waived by lead: fetches the vendor's signed collector")
+    );
     let summary = run.stdout.lines().last().unwrap_or_default();
     assert!(summary.contains("(1 waived)"), "{summary}");
     assert!(summary.contains("0 deny"), "{summary}");
@@ -313,12 +368,21 @@ fn a_waiver_downgrades_a_finding_and_says_why() {
 fn clean_library_exits_zero_with_a_summary() {
     let repo = Repo::new();
     repo.script("procs", "windows", "powershell", "procs.ps1", BENIGN_PS1)
-        .script("uptime", "linux", "bash", "uptime.sh", "#!/bin/bash\nuptime\n");
+        .script(
+            "uptime",
+            "linux",
+            "bash",
+            "uptime.sh",
+            "#!/bin/bash\nuptime\n",
+        );
     let run = repo.lint(&[]);
     run.assert_code(0);
     let last = run.stdout.lines().last().unwrap_or_default();
     assert!(last.starts_with("linted 2 scripts, 4 files, "), "{last}");
-    assert!(last.ends_with("0 deny, 0 warn, 0 info (0 waived)"), "{last}");
+    assert!(
+        last.ends_with("0 deny, 0 warn, 0 info (0 waived)"),
+        "{last}"
+    );
     let (code, report) = repo.lint_json();
     assert_eq!(code, 0);
     assert_eq!(report["scripts"], 2);
@@ -373,8 +437,14 @@ fn example_library_is_clean_and_its_windows_and_macos_scripts_parse() {
         .unwrap();
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
     let all = findings(&report);
-    let syntax: Vec<_> = all.iter().filter(|(r, _, _)| r.starts_with("syntax.")).collect();
-    assert!(syntax.is_empty(), "parse errors in example-library: {syntax:?}");
+    let syntax: Vec<_> = all
+        .iter()
+        .filter(|(r, _, _)| r.starts_with("syntax."))
+        .collect();
+    assert!(
+        syntax.is_empty(),
+        "parse errors in example-library: {syntax:?}"
+    );
     assert_eq!(out.status.code(), Some(0), "findings: {all:?}");
     assert!(report["scripts"].as_u64().unwrap_or(0) >= 13);
     // And the human report ends with the summary line.

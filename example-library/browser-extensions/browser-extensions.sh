@@ -3,8 +3,8 @@
 # Opera and Firefox profiles of every local account.
 #
 # Usage (quiver passes every parameter as two separate argv elements, never via a shell):
-#   browser-extensions.sh [--home DIR]
-#     --home  only examine this home directory (one user, or a mounted disk image)
+#   browser-extensions.sh [--user_home DIR]
+#     --user_home  only examine this home directory (one user, or a mounted disk image)
 #
 # Output: CSV with a header line on stdout:
 #   user,browser,profile,id,name,version,enabled,permissions,update_url,install_time,path
@@ -30,12 +30,12 @@ HOME_DIR=""
 while [ "$#" -gt 0 ]; do
     [ "$#" -ge 2 ] || usage_error "$1 needs a value"
     case "$1" in
-        --home) HOME_DIR="$2" ;;
-        *) usage_error "unknown argument: $1 (usage: --home DIR)" ;;
+        --user_home) HOME_DIR="$2" ;;
+        *) usage_error "unknown argument: $1 (usage: --user_home DIR)" ;;
     esac
     shift 2
 done
-if [ -n "$HOME_DIR" ] && [ ! -d "$HOME_DIR" ]; then usage_error "--home is not a directory: $HOME_DIR"; fi
+if [ -n "$HOME_DIR" ] && [ ! -d "$HOME_DIR" ]; then usage_error "--user_home is not a directory: $HOME_DIR"; fi
 
 csv_row() {
     local sep="" f
@@ -130,7 +130,7 @@ END {
     len = length(s); pos = 1
     val("")
 }'
-flatten() { awk "$JSON_FLATTEN" < "$1" 2>/dev/null; }
+flatten() { awk "$JSON_FLATTEN" 2>/dev/null < "$1"; }
 
 declare -A USER_OF_HOME=()
 HOMES=()

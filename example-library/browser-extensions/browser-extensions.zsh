@@ -3,8 +3,8 @@
 # Opera, Arc, Firefox and Safari profiles of every local account (macOS).
 #
 # Usage (quiver passes every parameter as two separate argv elements, never via a shell):
-#   browser-extensions.zsh [--home DIR]
-#     --home  only examine this home directory (one user, or a mounted disk image)
+#   browser-extensions.zsh [--user_home DIR]
+#     --user_home  only examine this home directory (one user, or a mounted disk image)
 #
 # Output: CSV with a header line on stdout (same columns as the Linux and Windows entries):
 #   user,browser,profile,id,name,version,enabled,permissions,update_url,install_time,path
@@ -31,12 +31,12 @@ HOME_DIR=""
 while (( $# > 0 )); do
     (( $# >= 2 )) || usage_error "$1 needs a value"
     case "$1" in
-        (--home) HOME_DIR="$2" ;;
-        (*) usage_error "unknown argument: $1 (usage: --home DIR)" ;;
+        (--user_home) HOME_DIR="$2" ;;
+        (*) usage_error "unknown argument: $1 (usage: --user_home DIR)" ;;
     esac
     shift 2
 done
-if [[ -n "$HOME_DIR" && ! -d "$HOME_DIR" ]]; then usage_error "--home is not a directory: $HOME_DIR"; fi
+if [[ -n "$HOME_DIR" && ! -d "$HOME_DIR" ]]; then usage_error "--user_home is not a directory: $HOME_DIR"; fi
 
 csv_row() {
     local sep="" f
@@ -129,7 +129,7 @@ END {
     len = length(s); pos = 1
     val("")
 }'
-flatten() { awk "$JSON_FLATTEN" < "$1" 2>/dev/null; }
+flatten() { awk "$JSON_FLATTEN" 2>/dev/null < "$1"; }
 
 typeset -A USER_OF_HOME
 typeset -a HOMES
@@ -239,7 +239,7 @@ safari_extensions() { # user home
             id="${jkey%.Enabled}"
             iso "$(stat -f %m -- "$plist" 2>/dev/null)"
             csv_row "$user" safari "" "$id" "" "" "$value" "" "" "$REPLY" "$plist"
-        done < <(plutil -convert json -o - -- "$plist" 2>/dev/null | awk "$JSON_FLATTEN")
+        done < <(plutil -convert json -o - "$plist" 2>/dev/null | awk "$JSON_FLATTEN")
     done
 }
 

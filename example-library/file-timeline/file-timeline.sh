@@ -97,7 +97,7 @@ while IFS= read -r -d '' rec; do
     if [ "$HASH" = "true" ]; then
         sha=""
         if [ "$type" = "f" ] && [ "${#HASH_TOOL[@]}" -gt 0 ]; then
-            out="$("${HASH_TOOL[@]}" < "$path" 2>/dev/null)" || errors=$((errors + 1))
+            out="$("${HASH_TOOL[@]}" 2>/dev/null < "$path")" || errors=$((errors + 1))
             sha="${out%% *}"
         fi
         csv_row "$path" "$type" "$size" "$mt" "$at" "$ct" "$bt" "$mode" "$owner" "$group" "$sha"

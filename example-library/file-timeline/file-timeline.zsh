@@ -96,7 +96,7 @@ while IFS= read -r -d '' p; do
     if [[ "$HASH" == true ]]; then
         sha=""
         if [[ "$type" == f && ${#HASH_TOOL} -gt 0 ]]; then
-            out="$("${HASH_TOOL[@]}" < "$p" 2>/dev/null)" || errors=$((errors + 1))
+            out="$("${HASH_TOOL[@]}" 2>/dev/null < "$p")" || errors=$((errors + 1))
             sha="${out%% *}"
         fi
         csv_row "$p" "$type" "$size" "$mt" "$at" "$ct" "$bt" "$mode" "$owner" "$group" "$sha"

@@ -39,7 +39,7 @@ csv_row() {
 iso() { REPLY=""; [[ "$1" == <-> ]] || return 0; strftime -s REPLY '%Y-%m-%dT%H:%M:%SZ' "$1"; }
 mtime() { REPLY="$(stat -f %m -- "$1" 2>/dev/null)"; }
 plist_key() { # plist key -> REPLY (empty when missing)
-    REPLY="$(plutil -extract "$2" raw -o - -- "$1" 2>/dev/null)" || REPLY=""
+    REPLY="$(plutil -extract "$2" raw -o - "$1" 2>/dev/null)" || REPLY=""
 }
 
 csv_row source name version arch vendor install_time status location
@@ -61,11 +61,11 @@ for app in "${APPS[@]}"; do
     if (( have_codesign )); then
         while IFS= read -r line; do
             if [[ "$line" == Authority=* ]]; then vendor="${line#Authority=}"; break; fi
-        done < <(codesign -dv --verbose=2 -- "$app" 2>&1)
+        done < <(codesign -dv --verbose=2 "$app" 2>&1)
     fi
     arch=""
-    exe="$app/Contents/MacOS/${$(plutil -extract CFBundleExecutable raw -o - -- "$plist" 2>/dev/null):-${app:t:r}}"
-    if [[ -f "$exe" ]] && (( $+commands[lipo] )); then arch="$(lipo -archs -- "$exe" 2>/dev/null)"; fi
+    exe="$app/Contents/MacOS/${$(plutil -extract CFBundleExecutable raw -o - "$plist" 2>/dev/null):-${app:t:r}}"
+    if [[ -f "$exe" ]] && (( $+commands[lipo] )); then arch="$(lipo -archs "$exe" 2>/dev/null)"; fi
     mtime "$app"; iso "$REPLY"
     csv_row app "$name" "$version" "$arch" "${vendor:-$bundle_id}" "$REPLY" "$bundle_id" "$app"
 done

@@ -82,7 +82,7 @@ module_row() { # name kind size refcount used_by state taint
         case "$path" in /*) ;; *) path="" ;; esac   # "(builtin)" or nothing
     fi
     if [ -n "$path" ] && [ -f "$path" ] && [ "${#HASH_TOOL[@]}" -gt 0 ]; then
-        out="$("${HASH_TOOL[@]}" < "$path" 2>/dev/null)"; sha="${out%% *}"
+        out="$("${HASH_TOOL[@]}" 2>/dev/null < "$path")"; sha="${out%% *}"
     fi
     csv_row "$name" "$2" "$3" "$4" "$5" "$6" "$7" "$path" "$signer" "$sha"
 }

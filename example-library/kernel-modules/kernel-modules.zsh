@@ -67,21 +67,21 @@ csv_row "$(uname -r 2>/dev/null)" kernel "" "" "" "${sip:-SIP status unknown}" "
 # --- third-party kext bundles: bundle id -> bundle path ----------------------------
 typeset -A KEXT_PATH
 for k in /Library/Extensions/*.kext(N/) /Library/StagedExtensions/Library/Extensions/*.kext(N/); do
-    id="$(plutil -extract CFBundleIdentifier raw -o - -- "$k/Contents/Info.plist" 2>/dev/null)" || continue
+    id="$(plutil -extract CFBundleIdentifier raw -o - "$k/Contents/Info.plist" 2>/dev/null)" || continue
     [[ -n "$id" ]] && KEXT_PATH[$id]="$k"
 done
 kext_details() { # bundle path -> SIGNER SHA EXE
     local k="$1" exe out line
     SIGNER="" SHA="" EXE=""
-    exe="$(plutil -extract CFBundleExecutable raw -o - -- "$k/Contents/Info.plist" 2>/dev/null)" || exe=""
+    exe="$(plutil -extract CFBundleExecutable raw -o - "$k/Contents/Info.plist" 2>/dev/null)" || exe=""
     [[ -n "$exe" && -f "$k/Contents/MacOS/$exe" ]] && EXE="$k/Contents/MacOS/$exe"
     if (( $+commands[codesign] )); then
         while IFS= read -r line; do
             if [[ "$line" == Authority=* ]]; then SIGNER="${line#Authority=}"; break; fi
-        done < <(codesign -dv --verbose=2 -- "$k" 2>&1)
+        done < <(codesign -dv --verbose=2 "$k" 2>&1)
     fi
     if [[ -n "$EXE" && ${#HASH_TOOL} -gt 0 ]]; then
-        out="$("${HASH_TOOL[@]}" < "$EXE" 2>/dev/null)"; SHA="${out%% *}"
+        out="$("${HASH_TOOL[@]}" 2>/dev/null < "$EXE")"; SHA="${out%% *}"
     fi
 }
 

@@ -64,9 +64,9 @@ $stateMap = @{
     'Listen' = 'LISTEN'; 'Established' = 'ESTABLISHED'; 'TimeWait' = 'TIME_WAIT'; 'CloseWait' = 'CLOSE_WAIT'
     'SynSent' = 'SYN_SENT'; 'SynReceived' = 'SYN_RECV'; 'FinWait1' = 'FIN_WAIT1'; 'FinWait2' = 'FIN_WAIT2'
     'LastAck' = 'LAST_ACK'; 'Closing' = 'CLOSING'; 'Closed' = 'CLOSE'; 'Bound' = 'BOUND'; 'DeleteTCB' = 'DELETE_TCB'
-    'LISTENING' = 'LISTEN'; 'ESTABLISHED' = 'ESTABLISHED'; 'TIME_WAIT' = 'TIME_WAIT'; 'CLOSE_WAIT' = 'CLOSE_WAIT'
-    'SYN_SENT' = 'SYN_SENT'; 'SYN_RECEIVED' = 'SYN_RECV'; 'FIN_WAIT_1' = 'FIN_WAIT1'; 'FIN_WAIT_2' = 'FIN_WAIT2'
-    'LAST_ACK' = 'LAST_ACK'; 'CLOSING' = 'CLOSING'; 'CLOSED' = 'CLOSE'
+    # netstat spellings (keys are case-insensitive, so ESTABLISHED/CLOSING/CLOSED match above)
+    'LISTENING' = 'LISTEN'; 'TIME_WAIT' = 'TIME_WAIT'; 'CLOSE_WAIT' = 'CLOSE_WAIT'; 'SYN_SENT' = 'SYN_SENT'
+    'SYN_RECEIVED' = 'SYN_RECV'; 'FIN_WAIT_1' = 'FIN_WAIT1'; 'FIN_WAIT_2' = 'FIN_WAIT2'; 'LAST_ACK' = 'LAST_ACK'
 }
 function Get-State([string]$State) {
     if ($stateMap.ContainsKey($State)) { return $stateMap[$State] }

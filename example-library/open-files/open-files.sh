@@ -79,14 +79,14 @@ for proto in tcp tcp6 udp udp6; do
         esac
         addr "$l"; la="$REPLY"; addr "$r"
         SOCK[$inode]="$proto $la -> $REPLY $st"
-    done < "$f" 2>/dev/null
+    done 2>/dev/null < "$f"
 done
 if [ -r "$PROC/net/unix" ]; then
     first=1
     while read -r _ _ _ _ _ _ inode path; do
         if [ "$first" = 1 ]; then first=0; continue; fi
         SOCK[$inode]="unix ${path:-(unnamed)}"
-    done < "$PROC/net/unix" 2>/dev/null
+    done 2>/dev/null < "$PROC/net/unix"
 fi
 
 classify() { # target -> TYPE, CLEAN target, DELETED
@@ -119,7 +119,7 @@ while IFS=$'\t' read -r fd target; do
     flags=""
     while read -r key val; do
         if [ "$key" = "flags:" ]; then flags="$val"; break; fi
-    done < "$PROC/fdinfo/$fd" 2>/dev/null
+    done 2>/dev/null < "$PROC/fdinfo/$fd"
     if [ -n "$flags" ]; then
         case $(( 8#$flags & 3 )) in 0) access=r ;; 1) access=w ;; 2) access=rw ;; esac
     fi
@@ -138,6 +138,6 @@ if [ -r "$PROC/maps" ]; then
         MAPPED[$path]=1
         classify "$path"
         csv_row "$PID" "$COMM" mem "$TYPE" r "$CLEAN" "$DELETED"
-    done < "$PROC/maps"
+    done 2>/dev/null < "$PROC/maps"
 fi
 exit 0

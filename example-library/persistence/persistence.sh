@@ -69,7 +69,7 @@ file_meta() {
             printf -v mtime '%(%Y-%m-%dT%H:%M:%SZ)T' "${st#* }"
         fi
         if [ -f "$f" ] && [ "${#HASH_TOOL[@]}" -gt 0 ]; then
-            out="$("${HASH_TOOL[@]}" < "$f" 2>/dev/null)" || warn "cannot read $f"
+            out="$("${HASH_TOOL[@]}" 2>/dev/null < "$f")" || warn "cannot read $f"
             sha="${out%% *}"
         fi
         META[$f]="$owner"$'\t'"$mtime"$'\t'"$sha"
@@ -144,7 +144,7 @@ unit_value() { # the commands and triggers of a unit file, joined with "; "
             ListenStream=*|ListenDatagram=*|Environment=*LD_PRELOAD*|User=*)
                 out+="${out:+; }$line" ;;
         esac
-    done < "$f" 2>/dev/null
+    done 2>/dev/null < "$f"
     REPLY="$out"
 }
 
@@ -202,7 +202,7 @@ for f in /var/spool/cron/atjobs/* /var/spool/at/*; do
     last=""
     while IFS= read -r line || [ -n "$line" ]; do
         [ -n "${line//[[:space:]]/}" ] && last="$line"
-    done < "$f" 2>/dev/null
+    done 2>/dev/null < "$f"
     emit at_job "$f" "${f##*/}" "$last" ""
 done
 
@@ -253,7 +253,7 @@ autostart() {
     local f="$1" line exec=""
     while IFS= read -r line || [ -n "$line" ]; do
         case "$line" in Exec=*) exec="${line#Exec=}"; break ;; esac
-    done < "$f" 2>/dev/null
+    done 2>/dev/null < "$f"
     emit xdg_autostart "$f" "${f##*/}" "$exec" ""
 }
 for f in /etc/xdg/autostart/*.desktop; do autostart "$f"; done
@@ -272,7 +272,7 @@ for f in /etc/modprobe.d/*.conf /usr/lib/modprobe.d/*.conf; do
     while IFS= read -r line || [ -n "$line" ]; do
         n=$((n + 1))
         case "$line" in install[[:space:]]*) emit modprobe_install "$f" "line $n" "$line" "" ;; esac
-    done < "$f" 2>/dev/null
+    done 2>/dev/null < "$f"
 done
 
 # --- udev RUN rules ----------------------------------------------------------------
@@ -285,7 +285,7 @@ for f in /etc/udev/rules.d/*.rules /run/udev/rules.d/*.rules /usr/local/lib/udev
     while IFS= read -r line || [ -n "$line" ]; do
         n=$((n + 1))
         case "$line" in '#'*) continue ;; *RUN+=*|*RUN=*|*PROGRAM=*) emit udev_run "$f" "line $n" "$line" "" ;; esac
-    done < "$f" 2>/dev/null
+    done 2>/dev/null < "$f"
 done
 
 # --- login banners run as root on every SSH login ----------------------------------
@@ -297,6 +297,6 @@ for f in /etc/pam.d/*; do
     while IFS= read -r line || [ -n "$line" ]; do
         n=$((n + 1))
         case "$line" in '#'*) continue ;; *pam_exec*) emit pam_exec "$f" "line $n" "$line" "" ;; esac
-    done < "$f" 2>/dev/null
+    done 2>/dev/null < "$f"
 done
 exit 0

@@ -64,7 +64,7 @@ file_meta() {
             strftime -s mtime '%Y-%m-%dT%H:%M:%SZ' "${st##* }"
         fi
         if [[ -f "$f" && ${#HASH_TOOL} -gt 0 ]]; then
-            out="$("${HASH_TOOL[@]}" < "$f" 2>/dev/null)" || warn "cannot read $f"
+            out="$("${HASH_TOOL[@]}" 2>/dev/null < "$f")" || warn "cannot read $f"
             sha="${out%% *}"
         fi
         META[$f]="$owner"$'\t'"$mtime"$'\t'"$sha"
@@ -163,9 +163,9 @@ fi
 launchd_item() { # plist
     local f="$1" label="" program="" args="" extra="" run="" state jkey value
     local json
-    if ! json="$(plutil -convert json -o - -- "$f" 2>/dev/null)"; then
+    if ! json="$(plutil -convert json -o - "$f" 2>/dev/null)"; then
         # Plists holding dates or data cannot become JSON; fall back to plutil -p text.
-        emit launchd "$f" "${f:t:r}" "$(plutil -p -- "$f" 2>/dev/null | tr '\n' ' ')" ""
+        emit launchd "$f" "${f:t:r}" "$(plutil -p "$f" 2>/dev/null | tr '\n' ' ')" ""
         return
     fi
     while IFS=$'\t' read -r jkey value; do
@@ -275,7 +275,7 @@ done
 for f in /Library/Preferences/com.apple.loginwindow.plist /var/root/Library/Preferences/com.apple.loginwindow.plist; do
     [[ -f "$f" ]] || continue
     for key in LoginHook LogoutHook; do
-        v="$(plutil -extract "$key" raw -o - -- "$f" 2>/dev/null)" || continue
+        v="$(plutil -extract "$key" raw -o - "$f" 2>/dev/null)" || continue
         [[ -n "$v" ]] && emit login_hook "$f" "$key" "$v" ""
     done
 done

@@ -108,7 +108,7 @@ for dir in /proc/[0-9]*; do
     if [ -r "$dir/status" ]; then
         while read -r key val _; do
             if [ "$key" = "Uid:" ]; then uid="$val"; break; fi
-        done < "$dir/status" 2>/dev/null
+        done 2>/dev/null < "$dir/status"
     fi
     UIDS[$pid]="$uid"
 done
@@ -132,7 +132,7 @@ for pid in "${PIDS[@]}"; do
     cmdline=""
     if [ -r "$dir/cmdline" ]; then
         args=()
-        mapfile -d '' -t args < "$dir/cmdline" 2>/dev/null
+        mapfile -d '' -t args 2>/dev/null < "$dir/cmdline"
         cmdline="${args[*]:-}"
     fi
 
@@ -143,7 +143,7 @@ for pid in "${PIDS[@]}"; do
         if [ -n "$id" ] && [ -n "${HASH_BY_ID[$id]+x}" ]; then
             sha="${HASH_BY_ID[$id]}"
         else
-            out="$("${HASH_TOOL[@]}" < "$dir/exe" 2>/dev/null)"
+            out="$("${HASH_TOOL[@]}" 2>/dev/null < "$dir/exe")"
             sha="${out%% *}"
             if [ -z "$sha" ]; then
                 unreadable=$((unreadable + 1))

@@ -102,7 +102,7 @@ for pid in "${PIDS[@]}"; do
             if (( ${+HASHES[$exe]} )); then
                 sha="${HASHES[$exe]}"
             else
-                out="$("${HASH_TOOL[@]}" < "$exe" 2>/dev/null)"
+                out="$("${HASH_TOOL[@]}" 2>/dev/null < "$exe")"
                 sha="${out%% *}"
                 [[ -n "$sha" ]] || unreadable=$((unreadable + 1))
                 HASHES[$exe]="$sha"

@@ -7,9 +7,9 @@
 # handled as sensitive evidence.
 #
 # Usage (quiver passes every parameter as two separate argv elements, never via a shell):
-#   shell-history.sh [--max_lines N] [--home DIR]
+#   shell-history.sh [--max_lines N] [--user_home DIR]
 #     --max_lines  read at most the last N lines of each history file (default 1000)
-#     --home       only examine this home directory (one user, or a mounted disk image)
+#     --user_home  only examine this home directory (one user, or a mounted disk image)
 #                  instead of every account's home
 #
 # Output: JSON lines on stdout, one object per command:
@@ -36,14 +36,14 @@ while [ "$#" -gt 0 ]; do
     [ "$#" -ge 2 ] || usage_error "$1 needs a value"
     case "$1" in
         --max_lines) MAX_LINES="$2" ;;
-        --home) HOME_DIR="$2" ;;
-        *) usage_error "unknown argument: $1 (usage: --max_lines N --home DIR)" ;;
+        --user_home) HOME_DIR="$2" ;;
+        *) usage_error "unknown argument: $1 (usage: --max_lines N --user_home DIR)" ;;
     esac
     shift 2
 done
 case "$MAX_LINES" in ''|*[!0-9]*|0) usage_error "--max_lines must be a positive integer, got: $MAX_LINES" ;; esac
 MAX_LINES=$((10#$MAX_LINES))
-if [ -n "$HOME_DIR" ] && [ ! -d "$HOME_DIR" ]; then usage_error "--home is not a directory: $HOME_DIR"; fi
+if [ -n "$HOME_DIR" ] && [ ! -d "$HOME_DIR" ]; then usage_error "--user_home is not a directory: $HOME_DIR"; fi
 
 # json_str STRING: REPLY = STRING as a JSON string literal.
 json_str() {
@@ -79,7 +79,7 @@ iso() { REPLY=""; case "$1" in ''|*[!0-9]*) return ;; esac; printf -v REPLY '%(%
 
 # Decode to valid UTF-8 when iconv exists (invalid bytes dropped); plain cat otherwise.
 if command -v iconv >/dev/null 2>&1; then
-    clean() { iconv -f UTF-8 -t UTF-8 -c < "$1" 2>/dev/null; }
+    clean() { iconv -f UTF-8 -t UTF-8 -c 2>/dev/null < "$1"; }
 else
     warn "iconv not found; non-UTF-8 bytes are passed through"
     clean() { cat -- "$1"; }

@@ -8,9 +8,9 @@
 # handled as sensitive evidence.
 #
 # Usage (quiver passes every parameter as two separate argv elements, never via a shell):
-#   shell-history.zsh [--max_lines N] [--home DIR]
+#   shell-history.zsh [--max_lines N] [--user_home DIR]
 #     --max_lines  read at most the last N lines of each history file (default 1000)
-#     --home       only examine this home directory (one user, or a mounted disk image)
+#     --user_home  only examine this home directory (one user, or a mounted disk image)
 #
 # Output: JSON lines on stdout (same records as the Linux and Windows entries):
 #   {"record":"command","user":..,"shell":..,"file":..,"line":N,"timestamp":..|null,
@@ -35,14 +35,14 @@ while (( $# > 0 )); do
     (( $# >= 2 )) || usage_error "$1 needs a value"
     case "$1" in
         (--max_lines) MAX_LINES="$2" ;;
-        (--home) HOME_DIR="$2" ;;
-        (*) usage_error "unknown argument: $1 (usage: --max_lines N --home DIR)" ;;
+        (--user_home) HOME_DIR="$2" ;;
+        (*) usage_error "unknown argument: $1 (usage: --max_lines N --user_home DIR)" ;;
     esac
     shift 2
 done
 [[ "$MAX_LINES" == <-> && "$MAX_LINES" -gt 0 ]] || usage_error "--max_lines must be a positive integer, got: $MAX_LINES"
 MAX_LINES=$((10#$MAX_LINES))
-if [[ -n "$HOME_DIR" && ! -d "$HOME_DIR" ]]; then usage_error "--home is not a directory: $HOME_DIR"; fi
+if [[ -n "$HOME_DIR" && ! -d "$HOME_DIR" ]]; then usage_error "--user_home is not a directory: $HOME_DIR"; fi
 
 json_str() {
     local s="$1" out="" c i
@@ -76,7 +76,7 @@ json_obj() {
 iso() { REPLY=""; [[ "$1" == <-> ]] || return 0; strftime -s REPLY '%Y-%m-%dT%H:%M:%SZ' "$1"; }
 
 if (( $+commands[iconv] )); then
-    clean() { iconv -f UTF-8 -t UTF-8 -c < "$1" 2>/dev/null; }
+    clean() { iconv -f UTF-8 -t UTF-8 -c 2>/dev/null < "$1"; }
 else
     warn "iconv not found; non-UTF-8 bytes are passed through"
     clean() { cat -- "$1"; }

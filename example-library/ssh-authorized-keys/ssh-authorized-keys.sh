@@ -4,8 +4,8 @@
 # plus the sshd settings that decide where keys are looked up.
 #
 # Usage (quiver passes every parameter as two separate argv elements, never via a shell):
-#   ssh-authorized-keys.sh [--home DIR]
-#     --home  only examine DIR/.ssh/authorized_keys* (one user, or a mounted disk image)
+#   ssh-authorized-keys.sh [--user_home DIR]
+#     --user_home  only examine DIR/.ssh/authorized_keys* (one user, or a mounted disk image)
 #
 # Output: CSV with a header line on stdout:
 #   source,user,file,line,key_type,fingerprint,comment,options,file_mtime,file_owner,file_mode
@@ -30,12 +30,12 @@ HOME_DIR=""
 while [ "$#" -gt 0 ]; do
     [ "$#" -ge 2 ] || usage_error "$1 needs a value"
     case "$1" in
-        --home) HOME_DIR="$2" ;;
-        *) usage_error "unknown argument: $1 (usage: --home DIR)" ;;
+        --user_home) HOME_DIR="$2" ;;
+        *) usage_error "unknown argument: $1 (usage: --user_home DIR)" ;;
     esac
     shift 2
 done
-if [ -n "$HOME_DIR" ] && [ ! -d "$HOME_DIR" ]; then usage_error "--home is not a directory: $HOME_DIR"; fi
+if [ -n "$HOME_DIR" ] && [ ! -d "$HOME_DIR" ]; then usage_error "--user_home is not a directory: $HOME_DIR"; fi
 
 csv_row() {
     local sep="" f

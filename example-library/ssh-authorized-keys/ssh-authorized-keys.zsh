@@ -4,8 +4,8 @@
 # where keys are looked up (macOS).
 #
 # Usage (quiver passes every parameter as two separate argv elements, never via a shell):
-#   ssh-authorized-keys.zsh [--home DIR]
-#     --home  only examine DIR/.ssh/authorized_keys* (one user, or a mounted disk image)
+#   ssh-authorized-keys.zsh [--user_home DIR]
+#     --user_home  only examine DIR/.ssh/authorized_keys* (one user, or a mounted disk image)
 #
 # Output: CSV with a header line on stdout (same columns as the Linux and Windows entries):
 #   source,user,file,line,key_type,fingerprint,comment,options,file_mtime,file_owner,file_mode
@@ -28,12 +28,12 @@ HOME_DIR=""
 while (( $# > 0 )); do
     (( $# >= 2 )) || usage_error "$1 needs a value"
     case "$1" in
-        (--home) HOME_DIR="$2" ;;
-        (*) usage_error "unknown argument: $1 (usage: --home DIR)" ;;
+        (--user_home) HOME_DIR="$2" ;;
+        (*) usage_error "unknown argument: $1 (usage: --user_home DIR)" ;;
     esac
     shift 2
 done
-if [[ -n "$HOME_DIR" && ! -d "$HOME_DIR" ]]; then usage_error "--home is not a directory: $HOME_DIR"; fi
+if [[ -n "$HOME_DIR" && ! -d "$HOME_DIR" ]]; then usage_error "--user_home is not a directory: $HOME_DIR"; fi
 
 csv_row() {
     local sep="" f

@@ -85,7 +85,7 @@ while IFS= read -r -d '' rec; do
     path="$rec"
     for _ in 1 2 3 4 5 6; do path="${path#*$'\t'}"; done
     magic=""
-    IFS= read -r -d '' -n 4 magic < "$path" 2>/dev/null
+    IFS= read -r -d '' -n 4 magic 2>/dev/null < "$path"
     if [ "$magic" = $'\177ELF' ]; then kind=elf
     elif [ "${magic:0:2}" = "#!" ]; then kind=script
     elif (( 8#$perm & 8#111 )); then kind=exec_bit
@@ -93,7 +93,7 @@ while IFS= read -r -d '' rec; do
     fi
     sha=""
     if [ "${#HASH_TOOL[@]}" -gt 0 ]; then
-        out="$("${HASH_TOOL[@]}" < "$path" 2>/dev/null)"; sha="${out%% *}"
+        out="$("${HASH_TOOL[@]}" 2>/dev/null < "$path")"; sha="${out%% *}"
     fi
     iso "$mt"; mt="$REPLY"; iso "$ct"; ct="$REPLY"
     csv_row "$path" "$kind" "$size" "$mt" "$ct" "$mode" "$owner" "$sha"

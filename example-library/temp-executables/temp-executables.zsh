@@ -85,7 +85,7 @@ MACHO=($'\xcf\xfa\xed\xfe' $'\xce\xfa\xed\xfe' $'\xca\xfe\xba\xbe' $'\xfe\xed\xf
 hits=0
 while IFS= read -r -d '' p; do
     magic=""
-    sysread -s 4 magic < "$p" 2>/dev/null
+    sysread -s 4 magic 2>/dev/null < "$p"
     if (( ${MACHO[(Ie)$magic]} )); then kind=macho
     elif [[ "$magic" == '#!'* ]]; then kind=script
     elif [[ -x "$p" ]]; then kind=exec_bit
@@ -96,7 +96,7 @@ while IFS= read -r -d '' p; do
     iso "$mt"; mt="$REPLY"; iso "$ct"; ct="$REPLY"
     sha=""
     if (( ${#HASH_TOOL} > 0 )); then
-        out="$("${HASH_TOOL[@]}" < "$p" 2>/dev/null)"; sha="${out%% *}"
+        out="$("${HASH_TOOL[@]}" 2>/dev/null < "$p")"; sha="${out%% *}"
     fi
     csv_row "$p" "$kind" "$size" "$mt" "$ct" "$mode" "$owner" "$sha"
     hits=$((hits + 1))

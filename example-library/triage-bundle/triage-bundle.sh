@@ -119,14 +119,14 @@ for pid in "${PIDS[@]}"; do
     uid=""
     while read -r key val _; do
         if [ "$key" = "Uid:" ]; then uid="$val"; break; fi
-    done < "$dir/status" 2>/dev/null
+    done 2>/dev/null < "$dir/status"
     start=""
     [ "$BTIME" -gt 0 ] && [ -n "${rest[19]:-}" ] && iso "$(( BTIME + rest[19] / CLK_TCK ))" && start="$REPLY"
     exe="$(readlink "$dir/exe" 2>/dev/null)"
     deleted=false
     case "$exe" in *" (deleted)") deleted=true; exe="${exe% (deleted)}" ;; esac
     args=()
-    mapfile -d '' -t args < "$dir/cmdline" 2>/dev/null
+    mapfile -d '' -t args 2>/dev/null < "$dir/cmdline"
     json_obj section process 'pid#' "$pid" 'ppid#' "$ppid" parent "${NAME[$ppid]:-}" name "${NAME[$pid]}" \
         user "${USER_BY_UID[$uid]:-$uid}" start_time "$start" exe "$exe" 'exe_deleted!' "$deleted" \
         cmdline "${args[*]:-}"
@@ -241,7 +241,7 @@ for h in "${HOMES[@]}"; do
         n=0
         while IFS= read -r line || [ -n "$line" ]; do
             case "$line" in ''|'#'*) ;; *) n=$((n + 1)) ;; esac
-        done < "$f" 2>/dev/null
+        done 2>/dev/null < "$f"
         iso "$(stat -c %Y -- "$f" 2>/dev/null)"
         json_obj section persistence kind authorized_keys location "$f" value "keys=$n mtime=$REPLY"
     done

@@ -151,9 +151,9 @@ for d in /Library/LaunchAgents /Library/LaunchDaemons "${^HOMES[@]}/Library/Laun
     for f in "$d"/*.plist(N); do
         label="${f:t:r}"
         [[ "$label" == com.apple.* ]] && continue
-        prog="$(plutil -extract Program raw -o - -- "$f" 2>/dev/null)" || prog=""
+        prog="$(plutil -extract Program raw -o - "$f" 2>/dev/null)" || prog=""
         if [[ -z "$prog" ]]; then
-            prog="$(plutil -extract ProgramArguments.0 raw -o - -- "$f" 2>/dev/null)" || prog=""
+            prog="$(plutil -extract ProgramArguments.0 raw -o - "$f" 2>/dev/null)" || prog=""
         fi
         json_obj section persistence kind launchd location "$f" value "$prog"
     done
@@ -168,7 +168,7 @@ done
 for f in /Library/Preferences/com.apple.loginwindow.plist /var/root/Library/Preferences/com.apple.loginwindow.plist; do
     [[ -f "$f" ]] || continue
     for key in LoginHook LogoutHook; do
-        v="$(plutil -extract "$key" raw -o - -- "$f" 2>/dev/null)" || continue
+        v="$(plutil -extract "$key" raw -o - "$f" 2>/dev/null)" || continue
         [[ -n "$v" ]] && json_obj section persistence kind login_hook location "$f" value "$key=$v"
     done
 done
@@ -178,7 +178,7 @@ for h in "${HOMES[@]}"; do
         n=0
         while IFS= read -r line || [[ -n "$line" ]]; do
             case "$line" in (''|'#'*) ;; (*) n=$((n + 1)) ;; esac
-        done < "$f" 2>/dev/null
+        done 2>/dev/null < "$f"
         iso "$(stat -f %m -- "$f" 2>/dev/null)"
         json_obj section persistence kind authorized_keys location "$f" value "keys=$n mtime=$REPLY"
     done

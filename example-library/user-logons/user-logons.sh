@@ -93,7 +93,7 @@ for dir in /proc/[0-9]*; do
     uid=""
     while read -r key val _; do
         if [ "$key" = "Uid:" ]; then uid="$val"; break; fi
-    done < "$dir/status" 2>/dev/null
+    done 2>/dev/null < "$dir/status"
     [ -n "$uid" ] || continue
     stat=""
     { read -r stat < "$dir/stat"; } 2>/dev/null || continue
@@ -158,6 +158,7 @@ run_last() { # tool source file
     local tool="$1" source="$2" file="$3" out
     if ! command -v "$tool" >/dev/null 2>&1; then warn "$tool not found; $source history not listed"; return; fi
     if [ ! -e "$file" ]; then warn "$file does not exist; $source history not available"; return; fi
+    if [ ! -r "$file" ]; then warn "cannot read $file (not root?); $source history not available"; return; fi
     if out="$("$tool" -f "$file" --time-format iso -w -i -n "$MAX_EVENTS" --since "-${DAYS}days" 2>/dev/null)"; then :
     elif out="$("$tool" -f "$file" -w -i -n "$MAX_EVENTS" 2>/dev/null)"; then :
     else warn "$tool -f $file failed"; return

@@ -26,7 +26,15 @@ fn main() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(&root)
-        .args(["build", "--release", "--quiet", "-p", "quiver", "--bin", "quiver"])
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "quiver",
+            "--bin",
+            "quiver",
+        ])
         .status()
         .expect("cargo build --release");
     assert!(status.success(), "building quiver --release failed");
@@ -35,7 +43,8 @@ fn main() {
         .unwrap_or_else(|| root.join("target"));
     let quiver = target.join("release").join("quiver");
 
-    let rules = std::fs::read_to_string(root.join("policies/rules.toml")).expect("policies/rules.toml");
+    let rules =
+        std::fs::read_to_string(root.join("policies/rules.toml")).expect("policies/rules.toml");
     let patterns = patterns_of(&rules);
     assert!(!patterns.is_empty(), "no patterns in policies/rules.toml");
 
@@ -53,11 +62,19 @@ fn main() {
     );
 
     let mut quiver_cmd = Command::new(&quiver);
-    quiver_cmd
-        .current_dir(dir.path())
-        .args(["lint", "library", "--policies", "policies", "--format", "json"]);
+    quiver_cmd.current_dir(dir.path()).args([
+        "lint",
+        "library",
+        "--policies",
+        "policies",
+        "--format",
+        "json",
+    ]);
     let mut rg_cmd = Command::new("rg");
-    rg_cmd.current_dir(dir.path()).arg("-c").arg("--no-messages");
+    rg_cmd
+        .current_dir(dir.path())
+        .arg("-c")
+        .arg("--no-messages");
     for p in &patterns {
         rg_cmd.arg("-e").arg(p);
     }
@@ -80,10 +97,29 @@ fn main() {
     }
     let (mq, mr) = (median(&mut tq), median(&mut tr));
     let mut report = String::new();
-    let _ = writeln!(report, "library: {scripts} scripts, {files} files, {:.1} MB", bytes as f64 / 1e6);
-    let _ = writeln!(report, "quiver lint (median of {reps}): {:.3} s   runs: {}", mq.as_secs_f64(), list(&tq));
-    let _ = writeln!(report, "rg -c, {} patterns (median of {reps}): {:.3} s   runs: {}", patterns.len(), mr.as_secs_f64(), list(&tr));
-    let _ = writeln!(report, "ratio quiver / rg: {:.2}", mq.as_secs_f64() / mr.as_secs_f64());
+    let _ = writeln!(
+        report,
+        "library: {scripts} scripts, {files} files, {:.1} MB",
+        bytes as f64 / 1e6
+    );
+    let _ = writeln!(
+        report,
+        "quiver lint (median of {reps}): {:.3} s   runs: {}",
+        mq.as_secs_f64(),
+        list(&tq)
+    );
+    let _ = writeln!(
+        report,
+        "rg -c, {} patterns (median of {reps}): {:.3} s   runs: {}",
+        patterns.len(),
+        mr.as_secs_f64(),
+        list(&tr)
+    );
+    let _ = writeln!(
+        report,
+        "ratio quiver / rg: {:.2}",
+        mq.as_secs_f64() / mr.as_secs_f64()
+    );
     print!("{report}");
     if std::env::var_os("LINT_BENCH_KEEP").is_some() {
         let kept = dir.keep();
@@ -92,15 +128,25 @@ fn main() {
 }
 
 fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn time(cmd: &mut Command) -> Duration {
     let t = Instant::now();
-    let status = cmd.stdout(Stdio::null()).stderr(Stdio::null()).status().expect("run");
+    let status = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run");
     let d = t.elapsed();
     // quiver exits 1 on deny findings, rg 1 on no match; anything else is a failure.
-    assert!(matches!(status.code(), Some(0 | 1)), "{cmd:?} failed: {status}");
+    assert!(
+        matches!(status.code(), Some(0 | 1)),
+        "{cmd:?} failed: {status}"
+    );
     d
 }
 
@@ -110,7 +156,10 @@ fn median(v: &mut [Duration]) -> Duration {
 }
 
 fn list(v: &[Duration]) -> String {
-    v.iter().map(|d| format!("{:.3}", d.as_secs_f64())).collect::<Vec<_>>().join(" ")
+    v.iter()
+        .map(|d| format!("{:.3}", d.as_secs_f64()))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Every `pattern` of the rule set.
@@ -121,7 +170,11 @@ fn patterns_of(rules: &str) -> Vec<String> {
         .map(|rules| {
             rules
                 .iter()
-                .filter_map(|r| r.get("pattern").and_then(|p| p.as_str()).map(str::to_string))
+                .filter_map(|r| {
+                    r.get("pattern")
+                        .and_then(|p| p.as_str())
+                        .map(str::to_string)
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -142,25 +195,63 @@ impl Rng {
 }
 
 const PS_TARGETS: &[&str] = &[
-    "Win32_Service", "Win32_Process", "Win32_StartupCommand", "Win32_LogicalDisk",
-    "Win32_NetworkAdapterConfiguration", "Win32_QuickFixEngineering", "Win32_UserAccount",
-    "Win32_ScheduledJob", "Win32_Share", "Win32_OperatingSystem",
+    "Win32_Service",
+    "Win32_Process",
+    "Win32_StartupCommand",
+    "Win32_LogicalDisk",
+    "Win32_NetworkAdapterConfiguration",
+    "Win32_QuickFixEngineering",
+    "Win32_UserAccount",
+    "Win32_ScheduledJob",
+    "Win32_Share",
+    "Win32_OperatingSystem",
 ];
 const PS_PROPS: &[&str] = &[
-    "Name", "ProcessId", "CommandLine", "ExecutablePath", "State", "StartMode", "PathName",
-    "Caption", "InstallDate", "Description", "SID", "Status",
+    "Name",
+    "ProcessId",
+    "CommandLine",
+    "ExecutablePath",
+    "State",
+    "StartMode",
+    "PathName",
+    "Caption",
+    "InstallDate",
+    "Description",
+    "SID",
+    "Status",
 ];
-const SH_TOOLS: &[&str] = &["ps", "ss", "lsof", "last", "who", "df", "mount", "lsmod", "crontab", "journalctl"];
+const SH_TOOLS: &[&str] = &[
+    "ps",
+    "ss",
+    "lsof",
+    "last",
+    "who",
+    "df",
+    "mount",
+    "lsmod",
+    "crontab",
+    "journalctl",
+];
 const SH_PATHS: &[&str] = &[
-    "/etc/passwd", "/etc/crontab", "/var/log/auth.log", "/etc/ssh/sshd_config",
-    "/etc/systemd/system", "/var/spool/cron", "/etc/hosts", "/proc/net/tcp",
+    "/etc/passwd",
+    "/etc/crontab",
+    "/var/log/auth.log",
+    "/etc/ssh/sshd_config",
+    "/etc/systemd/system",
+    "/var/spool/cron",
+    "/etc/hosts",
+    "/proc/net/tcp",
 ];
 
 /// A PowerShell collection block (about 900 bytes).
 fn ps_block(rng: &mut Rng, i: usize, non_ascii: bool) -> String {
     let class = rng.pick(PS_TARGETS);
     let (a, b, c) = (rng.pick(PS_PROPS), rng.pick(PS_PROPS), rng.pick(PS_PROPS));
-    let note = if non_ascii { "Sammlung läuft – bitte warten" } else { "collection running, please wait" };
+    let note = if non_ascii {
+        "Sammlung läuft – bitte warten"
+    } else {
+        "collection running, please wait"
+    };
     format!(
         r#"
 # Collects {class} records ({i}) and writes them as CSV for the case folder.
@@ -255,7 +346,9 @@ fn generate(lib: &Path, scripts: usize) -> (usize, u64, usize) {
         let kind = n % 20;
         let plant = n % 97 == 13;
         let (platform, interpreter, file, content): (&str, &str, String, Vec<u8>) = if kind < 7 {
-            let mut text = String::from("#!/usr/bin/env bash\n# Linux triage collector\nset -u\nOUT_DIR=\"${1:-/tmp/triage}\"\nmkdir -p \"$OUT_DIR\"\n");
+            let mut text = String::from(
+                "#!/usr/bin/env bash\n# Linux triage collector\nset -u\nOUT_DIR=\"${1:-/tmp/triage}\"\nmkdir -p \"$OUT_DIR\"\n",
+            );
             let mut i = 0;
             while text.len() < 32_000 + (rng.next() % 16_000) as usize {
                 text.push_str(&sh_block(&mut rng, i));
@@ -272,7 +365,9 @@ fn generate(lib: &Path, scripts: usize) -> (usize, u64, usize) {
                 13..=15 => "bom",
                 _ => "utf16",
             };
-            let mut text = String::from("# Windows triage collector\n$ErrorActionPreference = 'Continue'\n$OutDir = Join-Path $env:TEMP 'triage'\nNew-Item -ItemType Directory -Force -Path $OutDir | Out-Null\n");
+            let mut text = String::from(
+                "# Windows triage collector\n$ErrorActionPreference = 'Continue'\n$OutDir = Join-Path $env:TEMP 'triage'\nNew-Item -ItemType Directory -Force -Path $OutDir | Out-Null\n",
+            );
             let mut i = 0;
             // UTF-16 doubles the bytes; keep roughly the same text length per script.
             while text.len() < 36_000 + (rng.next() % 16_000) as usize {
@@ -293,7 +388,10 @@ fn generate(lib: &Path, scripts: usize) -> (usize, u64, usize) {
         let manifest = format!(
             "name = \"{name}\"\ndescription = \"Generated triage collector {n}\"\nplatforms = [\"{platform}\"]\ntimeout = \"5m\"\ntags = [\"bench\"]\n\n[entry.{platform}]\nfile = \"{file}\"\ninterpreter = \"{interpreter}\"\n"
         );
-        for (path, data) in [(dir.join("script.toml"), manifest.into_bytes()), (dir.join(&file), content)] {
+        for (path, data) in [
+            (dir.join("script.toml"), manifest.into_bytes()),
+            (dir.join(&file), content),
+        ] {
             bytes += data.len() as u64;
             files += 1;
             std::fs::write(path, data).unwrap();

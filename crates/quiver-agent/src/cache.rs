@@ -74,7 +74,8 @@ impl Snapshot {
             }
         })?;
         // Mix-and-match and signature of the stored catalog, exactly as at sync time.
-        let catalog = quiver_catalog::verify_catalog(key, &cat_bytes, &cat_sig, &timestamp, limits)?;
+        let catalog =
+            quiver_catalog::verify_catalog(key, &cat_bytes, &cat_sig, &timestamp, limits)?;
         if catalog.serial != pointer.serial {
             return Err(Error::CacheTampered(format!(
                 "current.json names serial {} but {} holds serial {}",
@@ -349,7 +350,12 @@ pub fn blob_path(state: &StateDir, digest: &Sha256Hex) -> PathBuf {
 
 /// Copies the blob for `file` to `dest` (temp file + fsync + rename), verifying the bytes as
 /// they are copied, and gives the copy `mode`. `dest`'s folder must exist.
-pub fn copy_from_blob(state: &StateDir, file: &FileEntry, dest: &Path, mode: u32) -> Result<Copied> {
+pub fn copy_from_blob(
+    state: &StateDir,
+    file: &FileEntry,
+    dest: &Path,
+    mode: u32,
+) -> Result<Copied> {
     let src = blob_path(state, &file.sha256);
     let blob = match File::open(&src) {
         Ok(f) => f,

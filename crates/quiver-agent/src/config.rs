@@ -160,9 +160,14 @@ pub struct StateLock {
 }
 
 impl StateDir {
-    /// A state directory at `root` (nothing is created yet).
+    /// A state directory at `root` (nothing is created yet). A relative path is made
+    /// absolute now: scripts run in their own working directory and must still find their
+    /// files.
     pub fn new(root: impl Into<PathBuf>) -> StateDir {
-        StateDir { root: root.into() }
+        let root = root.into();
+        StateDir {
+            root: std::path::absolute(&root).unwrap_or(root),
+        }
     }
 
     /// The directory itself.

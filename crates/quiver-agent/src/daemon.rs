@@ -167,7 +167,7 @@ impl Daemon {
             .collect();
         let poll_tx = spawn_poller(Arc::clone(&agent), opts.poll_wait, events_tx);
 
-        let mut state = LoopState::new(&agent, &opts);
+        let mut state = LoopState::new(&agent);
         let outcome = state.run_loop(&agent, &opts, &events, &poll_tx, &queue_tx);
 
         // Shutdown: no new runs; queued ones are reported as not started; running ones get
@@ -201,8 +201,7 @@ struct LoopState {
 }
 
 impl LoopState {
-    fn new(agent: &Agent, opts: &DaemonOptions) -> LoopState {
-        let _ = opts;
+    fn new(agent: &Agent) -> LoopState {
         let applied = applied_serial(agent);
         LoopState {
             applied,
@@ -238,7 +237,8 @@ impl LoopState {
                 Err(e @ Error::Unauthorized { .. }) => return Err(e),
                 Err(e) => {
                     self.poll_failures += 1;
-                    let delay = backoff(self.poll_failures, Duration::from_secs(1), opts.backoff_cap);
+                    let delay =
+                        backoff(self.poll_failures, Duration::from_secs(1), opts.backoff_cap);
                     tracing::warn!("poll failed ({e}); retrying in {} ms", delay.as_millis());
                     match events.recv_timeout(delay) {
                         Ok(Event::Shutdown) | Err(RecvTimeoutError::Disconnected) => {
@@ -406,7 +406,10 @@ pub fn shutdown_on_signals(handle: ShutdownHandle) -> Result<()> {
     let mut fds = [0 as libc::c_int; 2];
     // SAFETY: `fds` has room for the two descriptors pipe(2) writes.
     if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
-        return Err(Error::invalid("signal pipe", std::io::Error::last_os_error()));
+        return Err(Error::invalid(
+            "signal pipe",
+            std::io::Error::last_os_error(),
+        ));
     }
     PIPE_WRITE.store(fds[1], Ordering::SeqCst);
     for sig in [libc::SIGTERM, libc::SIGINT] {
@@ -418,7 +421,10 @@ pub fn shutdown_on_signals(handle: ShutdownHandle) -> Result<()> {
             sa.sa_flags = libc::SA_RESTART;
             libc::sigemptyset(&mut sa.sa_mask);
             if libc::sigaction(sig, &sa, std::ptr::null_mut()) != 0 {
-                return Err(Error::invalid("signal handler", std::io::Error::last_os_error()));
+                return Err(Error::invalid(
+                    "signal handler",
+                    std::io::Error::last_os_error(),
+                ));
             }
         }
     }

@@ -92,7 +92,10 @@ pub fn enroll(state: &StateDir, opts: &EnrollOptions, timeouts: Timeouts) -> Res
             offered: offered.fingerprint(),
         });
     }
-    if !resp.fingerprint.eq_ignore_ascii_case(&offered.fingerprint()) {
+    if !resp
+        .fingerprint
+        .eq_ignore_ascii_case(&offered.fingerprint())
+    {
         tracing::warn!(
             "the controller says its key is {} but the key it sent is {}",
             resp.fingerprint,

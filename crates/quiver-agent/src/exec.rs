@@ -202,7 +202,7 @@ impl Killer {
         // `process_group(0)`; it touches no memory. The group id stays reserved while any
         // member lives, so this reaches the script's descendants and nothing else.
         unsafe {
-            libc::kill(self.pgid, libc::SIGKILL);
+            libc::kill(-self.pgid, libc::SIGKILL);
         }
         #[cfg(not(unix))]
         {
@@ -314,8 +314,14 @@ pub fn spawn(inv: &Invocation) -> std::result::Result<Running, Box<RunResult>> {
     }));
     let (pipes_tx, pipes_done) = mpsc::channel();
     let streams: [Option<Box<dyn Read + Send>>; 2] = [
-        child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
-        child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
     ];
     for (i, stream) in streams.into_iter().enumerate() {
         let capture = Arc::clone(&capture);
@@ -411,30 +417,31 @@ impl Running {
         // A run owns its whole process group: whatever it left behind in the background
         // goes too (and with it the last writers of the output pipes).
         self.killer.kill_tree();
-        let mut error = None;
         for _ in 0..2 {
             if self.pipes_done.recv_timeout(PIPE_GRACE).is_err() {
-                error = Some(
+                tracing::warn!(run = %self.inv.run_id,
                     "output pipes stayed open after the script ended (a process escaped its \
-                     group); output may be incomplete"
-                        .to_owned(),
-                );
+                     group); output may be incomplete");
                 break;
             }
         }
-        let (exit_code, status_error) = match &status {
-            Ok(s) => (s.code(), describe_status(s)),
+        // `error` is for runs that could not happen as asked (the controller files them as
+        // errors); a timeout or a death by signal is an outcome of the script, said by
+        // `timed_out` and a missing exit code.
+        let (exit_code, mut error) = match &status {
+            Ok(s) => {
+                if let Some(how) = describe_status(s) {
+                    tracing::warn!(run = %self.inv.run_id, "script {how}");
+                }
+                (s.code(), None)
+            }
             Err(e) => (None, Some(format!("waiting for the script failed: {e}"))),
         };
         if self.killer.cancelled.load(Ordering::SeqCst) {
             error = Some("killed: the agent is shutting down".into());
         } else if timed_out {
-            error = Some(format!(
-                "timed out after {} s; the process tree was killed",
-                self.inv.timeout.as_secs()
-            ));
-        } else if error.is_none() {
-            error = status_error;
+            tracing::warn!(run = %self.inv.run_id,
+                "timed out after {} s; the process tree was killed", self.inv.timeout.as_secs());
         }
         let (output_sha256, output_bytes, stdout_tail, stderr_tail, truncated) =
             match self.capture.lock() {
@@ -445,7 +452,13 @@ impl Running {
                     c.tails[1].text(),
                     c.tails[0].truncated || c.tails[1].truncated,
                 ),
-                Err(_) => (hex_digest(Sha256::new()), 0, String::new(), String::new(), true),
+                Err(_) => (
+                    hex_digest(Sha256::new()),
+                    0,
+                    String::new(),
+                    String::new(),
+                    true,
+                ),
             };
         RunResult {
             exit_code,

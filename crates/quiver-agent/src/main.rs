@@ -226,10 +226,9 @@ fn cmd_enroll(a: EnrollArgs) -> anyhow::Result<i32> {
     let platform = match a.platform.or_else(Platform::current) {
         Some(p) => p,
         None => {
-            return Err(Error::Usage(
-                "this OS is not a quiver platform; pass --platform".into(),
-            )
-            .into());
+            return Err(
+                Error::Usage("this OS is not a quiver platform; pass --platform".into()).into(),
+            );
         }
     };
     let opts = EnrollOptions {
@@ -384,8 +383,16 @@ fn cmd_run(a: RunArgs) -> anyhow::Result<i32> {
         print!("{}", r.stdout_tail);
         eprint!("{}", r.stderr_tail);
         if r.truncated {
-            eprintln!("(output truncated to the last {} bytes per stream; {} bytes in all, sha256 {})",
-                done.invocation.output_limit, r.output_bytes, r.output_sha256);
+            eprintln!(
+                "(output truncated to the last {} bytes per stream; {} bytes in all, sha256 {})",
+                done.invocation.output_limit, r.output_bytes, r.output_sha256
+            );
+        }
+        if r.timed_out {
+            eprintln!(
+                "error: timed out after {} s; the script's process tree was killed",
+                done.invocation.timeout.as_secs()
+            );
         }
         if let Some(e) = &r.error {
             eprintln!("error: {e}");
@@ -419,7 +426,9 @@ fn cmd_daemon(a: DaemonArgs) -> anyhow::Result<i32> {
     match daemon.run() {
         Ok(()) => Ok(exit::OK),
         Err(e @ Error::Unauthorized { .. }) => {
-            tracing::error!("the controller refused this agent's token: it was revoked (or never valid); stopping. Enroll again to resume. ({e})");
+            tracing::error!(
+                "the controller refused this agent's token: it was revoked (or never valid); stopping. Enroll again to resume. ({e})"
+            );
             Ok(exit::UNAUTHORIZED)
         }
         Err(e) => Err(e.into()),

@@ -64,7 +64,7 @@ pub struct SyncReport {
 }
 
 /// The last verified timestamp and its ETag, so a warm sync is one conditional GET.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct TimestampCache {
     etag: Option<String>,
     timestamp: String,
@@ -125,18 +125,26 @@ pub fn sync(
 
     // Step 1: the timestamp, conditionally (a warm sync stops at a 304).
     let base = agent.config.snapshot_base();
-    let cached = TimestampCache::load(state)
-        .filter(|c| agent.key.verify(c.timestamp.as_bytes(), &c.signature).is_ok());
+    let cached = TimestampCache::load(state).filter(|c| {
+        agent
+            .key
+            .verify(c.timestamp.as_bytes(), &c.signature)
+            .is_ok()
+    });
     let etag = cached.as_ref().and_then(|c| c.etag.as_deref());
     let ts_url = format!("{base}{TIMESTAMP_FILE}");
-    let (ts_bytes, ts_sig, new_cache) =
+    let (ts_bytes, ts_sig, new_etag) =
         match session.get(&ts_url, agent.limits.max_timestamp_bytes, etag)? {
-            Fetched::NotModified => match cached {
-                Some(c) => (c.timestamp.into_bytes(), c.signature, None),
+            Fetched::NotModified => match &cached {
+                Some(c) => (c.timestamp.clone().into_bytes(), c.signature.clone(), None),
                 None => unreachable_not_modified(&ts_url)?,
             },
             Fetched::Body { bytes, etag } => {
-                let sig = get_sig(&session, &format!("{base}{TIMESTAMP_SIG_FILE}"), "timestamp")?;
+                let sig = get_sig(
+                    &session,
+                    &format!("{base}{TIMESTAMP_SIG_FILE}"),
+                    "timestamp",
+                )?;
                 (bytes, sig, Some(etag))
             }
         };
@@ -150,15 +158,18 @@ pub fn sync(
         applied,
         &agent.limits,
     )?;
-    if let Some(etag) = new_cache {
+    if let Some(etag) = new_etag
+        && let Ok(text) = String::from_utf8(ts_bytes.clone())
+    {
         // Only a verified timestamp is remembered; it is what a later 304 will stand for.
-        if let Ok(text) = String::from_utf8(ts_bytes.clone()) {
-            TimestampCache {
-                etag,
-                timestamp: text,
-                signature: ts_sig.clone(),
-            }
-            .save(state)?;
+        // Unchanged (a server without ETags), it is not written again.
+        let fresh = TimestampCache {
+            etag,
+            timestamp: text,
+            signature: ts_sig.clone(),
+        };
+        if cached.as_ref() != Some(&fresh) {
+            fresh.save(state)?;
         }
     }
 
@@ -274,7 +285,10 @@ fn install(
             problem(
                 problems,
                 "cache-tampered",
-                format!("cached blob {} was changed on disk ({e}); fetching it again", file.sha256),
+                format!(
+                    "cached blob {} was changed on disk ({e}); fetching it again",
+                    file.sha256
+                ),
             );
             fsutil::remove_any(&cache::blob_path(&agent.state, &file.sha256))?;
         }
@@ -300,9 +314,11 @@ fn fetch_blob(agent: &Agent, session: &Session<'_>, file: &FileEntry) -> Result<
         agent.config.snapshot_base(),
         blob_rel_path(&file.sha256)
     );
-    let tmp = state
-        .tmp_dir()
-        .join(format!("blob-{}-{:08x}", file.sha256, rand::random::<u32>()));
+    let tmp = state.tmp_dir().join(format!(
+        "blob-{}-{:08x}",
+        file.sha256,
+        rand::random::<u32>()
+    ));
     let result = (|| {
         let mut out = fsutil::create_new(&tmp, 0o644)?;
         session.get_blob(&url, file, &mut out)?;
@@ -398,7 +414,10 @@ fn free_snapshot_name(state: &StateDir, serial: u64) -> Result<String> {
             Ok(_) => {}
         }
     }
-    Err(Error::invalid(dir.display().to_string(), "no free snapshot name"))
+    Err(Error::invalid(
+        dir.display().to_string(),
+        "no free snapshot name",
+    ))
 }
 
 fn write_new_synced(path: &Path, bytes: &[u8]) -> Result<()> {

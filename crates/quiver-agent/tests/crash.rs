@@ -14,8 +14,15 @@ use common::*;
 fn scripts(serial: u64) -> Vec<Script> {
     (0..8)
         .map(|i| {
-            script(&format!("s{i}"), serial as u32, &format!("echo {serial} {i}\n"))
-                .with_file("data/blob.txt", format!("{serial}-{i}\n").repeat(200).as_bytes())
+            script(
+                &format!("s{i}"),
+                serial as u32,
+                &format!("echo {serial} {i}\n"),
+            )
+            .with_file(
+                "data/blob.txt",
+                format!("{serial}-{i}\n").repeat(200).as_bytes(),
+            )
         })
         .collect()
 }
@@ -78,11 +85,21 @@ fn sigkill_at_any_moment_leaves_a_complete_verified_snapshot() {
         }
         last = now;
     }
-    eprintln!("{completed} syncs completed before their kill, {} killed mid-way", serial - 1 - completed);
+    eprintln!(
+        "{completed} syncs completed before their kill, {} killed mid-way",
+        serial - 1 - completed
+    );
     // A final uninterrupted sync completes and cleans up.
     dev.sync_ok();
     dev.assert_current(&p.keys.public, serial);
-    assert!(std::fs::read_dir(dev.state().join("tmp")).unwrap().next().is_none());
-    let snapshots = std::fs::read_dir(dev.state().join("snapshots")).unwrap().count();
+    assert!(
+        std::fs::read_dir(dev.state().join("tmp"))
+            .unwrap()
+            .next()
+            .is_none()
+    );
+    let snapshots = std::fs::read_dir(dev.state().join("snapshots"))
+        .unwrap()
+        .count();
     assert!(snapshots <= 4, "{snapshots} snapshot dirs left");
 }

@@ -62,25 +62,47 @@ fn daemon_runs_dispatched_scripts_syncs_new_serials_and_stops_on_sigterm() {
     ));
     let child = start(&dev, &[]);
     let wait = Duration::from_secs(15);
-    let r1 = p.server.wait_for(wait, |r| r.path == "/v1/runs/r1/result").json();
+    let r1 = p
+        .server
+        .wait_for(wait, |r| r.path == "/v1/runs/r1/result")
+        .json();
     assert_eq!(r1["exit_code"], 0, "{r1}");
     assert_eq!(r1["stdout_tail"], "--Note|a b; c|");
-    let r2 = p.server.wait_for(wait, |r| r.path == "/v1/runs/r2/result").json();
-    assert!(r2["error"].as_str().unwrap().starts_with("version-mismatch"), "{r2}");
-    let r3 = p.server.wait_for(wait, |r| r.path == "/v1/runs/r3/result").json();
-    assert!(r3["error"].as_str().unwrap().starts_with("unknown-script"), "{r3}");
+    let r2 = p
+        .server
+        .wait_for(wait, |r| r.path == "/v1/runs/r2/result")
+        .json();
+    assert!(
+        r2["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("version-mismatch"),
+        "{r2}"
+    );
+    let r3 = p
+        .server
+        .wait_for(wait, |r| r.path == "/v1/runs/r3/result")
+        .json();
+    assert!(
+        r3["error"].as_str().unwrap().starts_with("unknown-script"),
+        "{r3}"
+    );
 
     // A new serial announced by the poll is synced and checked in.
     let mut v2 = echo_script();
     v2.version = 2;
     p.publish(2, &[v2]);
-    p.server.lock().polls.push_back((200, json!({"serial": 2, "runs": []}).to_string()));
+    p.server
+        .lock()
+        .polls
+        .push_back((200, json!({"serial": 2, "runs": []}).to_string()));
     p.server.wait_for(wait, |r| {
         r.path.ends_with("/checkin") && r.json()["applied_serial"] == 2
     });
     dev.assert_current(&p.keys.public, 2);
     // From then on it polls for news after serial 2.
-    p.server.wait_for(wait, |r| r.path.contains("/poll?after=2&wait=1s"));
+    p.server
+        .wait_for(wait, |r| r.path.contains("/poll?after=2&wait=1s"));
 
     sigterm(&child);
     let status = exits_within(child, Duration::from_secs(10));
@@ -112,13 +134,19 @@ fn sigterm_kills_a_running_script_after_the_grace_period_and_reports_it() {
         .to_string(),
     ));
     let child = start(&dev, &[]);
-    p.server.wait_for(Duration::from_secs(15), |r| r.path == "/v1/started");
+    p.server
+        .wait_for(Duration::from_secs(15), |r| r.path == "/v1/started");
     sigterm(&child);
     let status = exits_within(child, Duration::from_secs(10));
     assert_eq!(status.code(), Some(0));
-    let r = p.server.wait_for(Duration::from_secs(1), |r| r.path == "/v1/runs/long/result");
+    let r = p
+        .server
+        .wait_for(Duration::from_secs(1), |r| r.path == "/v1/runs/long/result");
     let body = r.json();
-    assert!(body["error"].as_str().unwrap().contains("shutting down"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("shutting down"),
+        "{body}"
+    );
     assert_eq!(body["stdout_tail"], "started\n");
 }
 

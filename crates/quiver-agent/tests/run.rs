@@ -25,7 +25,11 @@ fn run_json(dev: &Device, args: &[&str]) -> (i32, Value) {
 }
 
 fn marker() -> String {
-    format!("{}{:06}", std::process::id(), rand::random::<u32>() % 1_000_000)
+    format!(
+        "{}{:06}",
+        std::process::id(),
+        rand::random::<u32>() % 1_000_000
+    )
 }
 
 #[test]
@@ -37,23 +41,46 @@ fn shell_metacharacters_reach_the_script_as_one_literal_argument() {
         3,
         "printf 'arg:%s\\n' \"$@\"\nprintf 'env:%s:%s:%s\\n' \"$QUIVER_SCRIPT\" \"$QUIVER_VERSION\" \"$HOME\"\n",
     );
-    s.parameters = vec![param("Note", ParamType::String), param("Force", ParamType::Bool)];
+    s.parameters = vec![
+        param("Note", ParamType::String),
+        param("Force", ParamType::Bool),
+    ];
     let (p, dev) = device_with(&[s]);
     let value = format!("'; touch {pwned} #\" $(touch {pwned}) `touch {pwned}` | && ;");
     let (code, v) = run_json(
         &dev,
-        &["echo-args", "--param", &format!("Note={value}"), "--param", "Force=true"],
+        &[
+            "echo-args",
+            "--param",
+            &format!("Note={value}"),
+            "--param",
+            "Force=true",
+        ],
     );
     assert_eq!(code, 0, "{v}");
     let out = v["result"]["stdout_tail"].as_str().unwrap();
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines[..4], ["arg:--Note", &format!("arg:{value}"), "arg:--Force", "arg:true"]);
+    assert_eq!(
+        lines[..4],
+        [
+            "arg:--Note",
+            &format!("arg:{value}"),
+            "arg:--Force",
+            "arg:true"
+        ]
+    );
     assert!(lines[4].starts_with("env:echo-args:3:"), "{out}");
-    assert!(!std::path::Path::new(&pwned).exists(), "a shell interpreted the value");
+    assert!(
+        !std::path::Path::new(&pwned).exists(),
+        "a shell interpreted the value"
+    );
     // HOME is the run's private temp dir, deleted afterwards.
     let home = lines[4].rsplit(':').next().unwrap();
     assert!(home.contains("quiver-run-"), "{home}");
-    assert!(!std::path::Path::new(home).exists(), "the run's temp dir is removed");
+    assert!(
+        !std::path::Path::new(home).exists(),
+        "the run's temp dir is removed"
+    );
 
     // The run was reported to the controller as a local run.
     let rep = p.server.wait_for(std::time::Duration::from_secs(2), |r| {
@@ -90,6 +117,20 @@ fn exit_codes_pass_through() {
     assert_eq!(code, 7);
     assert_eq!(v["result"]["exit_code"], 7);
     assert_eq!(v["result"]["stderr_tail"], "oops\n");
+
+    // A relative state directory works too (scripts run in their own working directory).
+    let out = dev
+        .cmd(&["run", "fails"])
+        .current_dir(dev.dir.path())
+        .env("QUIVER_AGENT_STATE_DIR", "state")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[cfg(target_os = "linux")]
@@ -114,9 +155,7 @@ fn processes_with(marker: &str) -> Vec<String> {
 fn timeout_kills_the_whole_process_tree() {
     let m = marker();
     // A background grandchild and a foreground child, both long sleepers with a marker.
-    let body = format!(
-        "sleep 1000.{m} &\nbash -c 'sleep 1000.{m}; echo never'\necho never\n"
-    );
+    let body = format!("sleep 1000.{m} &\nbash -c 'sleep 1000.{m}; echo never'\necho never\n");
     let mut s = script("hang", 1, &body);
     s.timeout_secs = 1;
     let (_p, dev) = device_with(&[s]);
@@ -124,15 +163,30 @@ fn timeout_kills_the_whole_process_tree() {
     let (code, v) = run_json(&dev, &["hang"]);
     assert_eq!(code, 124, "{v}");
     assert_eq!(v["result"]["timed_out"], true);
+    assert_eq!(v["result"]["exit_code"], Value::Null);
+    assert_eq!(
+        v["result"]["error"],
+        Value::Null,
+        "a timeout is an outcome, not an error"
+    );
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
-    assert!(!v["result"]["stdout_tail"].as_str().unwrap().contains("never"));
+    assert!(
+        !v["result"]["stdout_tail"]
+            .as_str()
+            .unwrap()
+            .contains("never")
+    );
     let left = processes_with(&format!("1000.{m}"));
     assert!(left.is_empty(), "processes survived the timeout: {left:?}");
 }
 
 #[test]
 fn output_over_the_limit_is_truncated_with_a_digest_of_all_of_it() {
-    let mut s = script("chatty", 1, "for i in $(seq 1 3000); do echo \"line $i\"; done\n");
+    let mut s = script(
+        "chatty",
+        1,
+        "for i in $(seq 1 3000); do echo \"line $i\"; done\n",
+    );
     s.output_limit = 1000;
     let (_p, dev) = device_with(&[s]);
     let (code, v) = run_json(&dev, &["chatty"]);
@@ -142,5 +196,8 @@ fn output_over_the_limit_is_truncated_with_a_digest_of_all_of_it() {
     assert_eq!(r["truncated"], true);
     assert_eq!(r["output_bytes"], full.len());
     assert_eq!(r["output_sha256"], sha256_hex(full.as_bytes()).to_string());
-    assert_eq!(r["stdout_tail"].as_str().unwrap(), &full[full.len() - 1000..]);
+    assert_eq!(
+        r["stdout_tail"].as_str().unwrap(),
+        &full[full.len() - 1000..]
+    );
 }

@@ -58,13 +58,18 @@ fn reported(p: &Publisher, code: &str) {
         .iter()
         .filter_map(|e| e["code"].as_str())
         .collect();
-    assert!(codes.contains(&code), "check-in errors {codes:?} lack {code}");
+    assert!(
+        codes.contains(&code),
+        "check-in errors {codes:?} lack {code}"
+    );
 }
 
 #[test]
 fn first_sync_applies_and_checks_in() {
     let (p, dev) = synced_at_5();
-    let checkin = p.server.wait_for(Duration::from_secs(1), |r| r.path.ends_with("/checkin"));
+    let checkin = p
+        .server
+        .wait_for(Duration::from_secs(1), |r| r.path.ends_with("/checkin"));
     let body = checkin.json();
     assert_eq!(body["applied_serial"], 5);
     assert_eq!(body["platform"], "linux");
@@ -87,7 +92,10 @@ fn first_sync_applies_and_checks_in() {
         assert_eq!(mode(&lib), 0o644);
         assert_eq!(mode(&dev.state().join("agent.json")), 0o600);
     }
-    assert_eq!(dev.pointer().unwrap(), json!({"serial": 5, "dir": "snapshots/5"}));
+    assert_eq!(
+        dev.pointer().unwrap(),
+        json!({"serial": 5, "dir": "snapshots/5"})
+    );
 
     // A new serial switches, fetching only the blobs it does not have.
     p.server.clear_requests();
@@ -112,7 +120,10 @@ fn first_sync_applies_and_checks_in() {
 fn old_snapshots_are_kept_up_to_keep_and_unused_blobs_removed() {
     let (p, dev) = synced_at_5();
     for serial in 6..=9 {
-        p.publish(serial, &[script("only", serial as u32, &format!("echo {serial}\n"))]);
+        p.publish(
+            serial,
+            &[script("only", serial as u32, &format!("echo {serial}\n"))],
+        );
         dev.sync_ok();
     }
     let mut dirs: Vec<String> = std::fs::read_dir(dev.state().join("snapshots"))
@@ -122,7 +133,9 @@ fn old_snapshots_are_kept_up_to_keep_and_unused_blobs_removed() {
     dirs.sort();
     assert_eq!(dirs, ["6", "7", "8", "9"], "current + 3 previous");
     // Blobs of snapshot 5 (hello, disk) are gone; those of 6..9 remain.
-    let blobs = std::fs::read_dir(dev.state().join("blobs")).unwrap().count();
+    let blobs = std::fs::read_dir(dev.state().join("blobs"))
+        .unwrap()
+        .count();
     assert_eq!(blobs, 4);
 }
 
@@ -137,10 +150,19 @@ fn warm_sync_is_one_conditional_request_and_writes_nothing() {
     assert_eq!(v["report"]["switched"], false);
     let reqs = p.server.requests();
     let snap = snapshot_requests(&reqs);
-    assert_eq!(snap.len(), 1, "{:?}", snap.iter().map(|r| &r.path).collect::<Vec<_>>());
+    assert_eq!(
+        snap.len(),
+        1,
+        "{:?}",
+        snap.iter().map(|r| &r.path).collect::<Vec<_>>()
+    );
     assert_eq!(snap[0].path, "/v1/timestamp.json");
     assert!(snap[0].header("if-none-match").is_some(), "conditional");
-    assert_eq!(listing(&dev.state()), before, "a warm sync must not write any file");
+    assert_eq!(
+        listing(&dev.state()),
+        before,
+        "a warm sync must not write any file"
+    );
 }
 
 #[test]
@@ -163,7 +185,10 @@ fn freeze_an_expired_timestamp_is_refused() {
     let v2 = v2_scripts();
     let entries = v2.iter().map(Script::entry).collect();
     let cat = Catalog::new(6, "s".into(), "p".into(), groups(), entries).to_canonical_bytes();
-    let blobs = v2.iter().flat_map(|s| s.files.iter().map(|f| f.1.clone())).collect();
+    let blobs = v2
+        .iter()
+        .flat_map(|s| s.files.iter().map(|f| f.1.clone()))
+        .collect();
     let stale = p.sign_bytes(6, cat, blobs, now() - time::Duration::hours(3), 3600);
     p.serve(&stale);
     failed_with(&dev, &[], "freeze", 4);
@@ -192,16 +217,20 @@ fn catalog_signed_by_another_key_is_refused() {
     let good = p.sign(6, &v2_scripts());
     p.serve(&good);
     let other = KeyPair::generate().unwrap();
-    p.server
-        .put(layout::CATALOG_SIG_FILE, other.signing.sign(&good.cat, "evil").unwrap());
+    p.server.put(
+        layout::CATALOG_SIG_FILE,
+        other.signing.sign(&good.cat, "evil").unwrap(),
+    );
     failed_with(&dev, &[], "bad-signature", 4);
     dev.assert_current(&p.keys.public, 5);
 
     // And a timestamp signed by another key is refused too.
     let newer = p.sign(7, &v2_scripts());
     p.serve(&newer);
-    p.server
-        .put(layout::TIMESTAMP_SIG_FILE, other.signing.sign(&newer.ts, "evil").unwrap());
+    p.server.put(
+        layout::TIMESTAMP_SIG_FILE,
+        other.signing.sign(&newer.ts, "evil").unwrap(),
+    );
     failed_with(&dev, &[], "bad-signature", 4);
     dev.assert_current(&p.keys.public, 5);
 }
@@ -219,7 +248,10 @@ fn blob_with_wrong_bytes_is_refused() {
     dev.assert_current(&p.keys.public, 5);
     reported(&p, "blob-digest");
     assert!(
-        std::fs::read_dir(dev.state().join("tmp")).unwrap().next().is_none(),
+        std::fs::read_dir(dev.state().join("tmp"))
+            .unwrap()
+            .next()
+            .is_none(),
         "the refused download is not left behind"
     );
 }
@@ -236,7 +268,10 @@ fn oversized_blob_is_cut_off_and_refused() {
     p.server.put(&blob_rel_path(&sha256_hex(target)), big);
     let v = failed_with(&dev, &[], "blob-size", 4);
     let msg = v["error"]["message"].as_str().unwrap();
-    assert!(msg.contains(&format!("{} bytes", target.len() + 1)), "{msg}");
+    assert!(
+        msg.contains(&format!("{} bytes", target.len() + 1)),
+        "{msg}"
+    );
     dev.assert_current(&p.keys.public, 5);
 }
 
@@ -256,8 +291,17 @@ fn trickling_server_hits_the_deadline() {
         },
     );
     let started = Instant::now();
-    failed_with(&dev, &["--deadline", "2s", "--timeout", "10s"], "timeout", 1);
-    assert!(started.elapsed() < Duration::from_secs(8), "{:?}", started.elapsed());
+    failed_with(
+        &dev,
+        &["--deadline", "2s", "--timeout", "10s"],
+        "timeout",
+        1,
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
     dev.assert_current(&p.keys.public, 5);
 }
 
@@ -289,7 +333,10 @@ fn path_escape_in_a_signed_catalog_does_not_parse() {
         .iter()
         .filter(|r| r.path.starts_with("/v1/blobs/"))
         .count();
-    assert_eq!(blob_fetches, 0, "nothing is fetched for a catalog that does not parse");
+    assert_eq!(
+        blob_fetches, 0,
+        "nothing is fetched for a catalog that does not parse"
+    );
 }
 
 #[test]
@@ -311,7 +358,11 @@ fn only_entries_targeted_at_this_device_are_fetched() {
         .filter(|r| r.path.starts_with("/v1/blobs/"))
         .map(|r| r.path.as_str())
         .collect();
-    assert_eq!(blobs.len(), 3, "web-only run.sh, everyone run.sh and data.txt: {blobs:?}");
+    assert_eq!(
+        blobs.len(),
+        3,
+        "web-only run.sh, everyone run.sh and data.txt: {blobs:?}"
+    );
     for name in ["echo db\n", "echo win\n"] {
         let hex = sha256_hex(name.as_bytes()).to_string();
         assert!(!blobs.iter().any(|b| b.ends_with(&hex)), "{name:?} fetched");
@@ -339,13 +390,19 @@ fn tampered_cache_is_detected_repaired_and_reported() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cache tampered"));
 
     // The blob behind one of the damaged files is damaged too: it is fetched again.
-    let disk_blob = dev.state().join("blobs").join(sha256_hex(b"df -h\n").as_str());
+    let disk_blob = dev
+        .state()
+        .join("blobs")
+        .join(sha256_hex(b"df -h\n").as_str());
     std::fs::write(&disk_blob, "df -h; evil\n").unwrap();
     p.server.clear_requests();
     let v = dev.sync_ok();
     assert_eq!(v["report"]["repaired"], 3, "{v}");
     let problems = v["problems"].as_array().unwrap();
-    assert!(problems.iter().all(|p| p["code"] == "cache-tampered"), "{v}");
+    assert!(
+        problems.iter().all(|p| p["code"] == "cache-tampered"),
+        "{v}"
+    );
     assert_eq!(problems.len(), 4, "3 damaged files + 1 damaged blob: {v}");
     assert!(!snap.join("hello/lib/extra.sh").exists());
     dev.assert_current(&p.keys.public, 5);
@@ -356,7 +413,10 @@ fn tampered_cache_is_detected_repaired_and_reported() {
         .filter(|r| r.path.starts_with("/v1/blobs/"))
         .map(|r| r.path.clone())
         .collect();
-    assert_eq!(refetched, [format!("/v1/{}", blob_rel_path(&sha256_hex(b"df -h\n")))]);
+    assert_eq!(
+        refetched,
+        [format!("/v1/{}", blob_rel_path(&sha256_hex(b"df -h\n")))]
+    );
     reported(&p, "cache-tampered");
 
     // The next sync finds nothing to repair.
@@ -371,7 +431,10 @@ fn problems_are_kept_until_a_check_in_delivers_them() {
     p.server.lock().revoked = true; // check-ins fail (and say so)
     let (code, v) = dev.sync(&[]);
     assert_eq!(v["error"]["code"], "rollback");
-    assert_eq!(code, 3, "a refused token wins: the agent must be re-enrolled");
+    assert_eq!(
+        code, 3,
+        "a refused token wins: the agent must be re-enrolled"
+    );
     p.server.lock().revoked = false;
     p.publish(6, &v2_scripts());
     p.server.clear_requests();

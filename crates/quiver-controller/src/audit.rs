@@ -261,7 +261,10 @@ pub fn verify(path: &Path) -> Result<Verified, AuditError> {
             ));
         }
         if rec.prev != prev_hash {
-            return Err(broken(rec.seq, Problem::PrevMismatch { previous: prev_seq }));
+            return Err(broken(
+                rec.seq,
+                Problem::PrevMismatch { previous: prev_seq },
+            ));
         }
         if !rec.details.is_null() && details_digest(&rec.details) != rec.details_sha256 {
             return Err(broken(rec.seq, Problem::DetailsMismatch));
@@ -447,9 +450,7 @@ impl AuditLog {
             let rec = serde_json::from_str::<AuditRecord>(line.trim_end())
                 .ok()
                 .filter(|r| !r.details.is_null())
-                .filter(|r| {
-                    OffsetDateTime::parse(&r.time, &Rfc3339).is_ok_and(|t| t < before)
-                });
+                .filter(|r| OffsetDateTime::parse(&r.time, &Rfc3339).is_ok_and(|t| t < before));
             match rec {
                 Some(mut r) => {
                     r.details = Value::Null;
@@ -517,7 +518,10 @@ mod tests {
         // An edited payload.
         let edited = text.replacen("\"last\"", "\"lost\"", 3);
         std::fs::write(log.path(), &edited).expect("write");
-        assert_eq!(broken(log.path()), "record 1 (line 1): details do not match details_sha256");
+        assert_eq!(
+            broken(log.path()),
+            "record 1 (line 1): details do not match details_sha256"
+        );
 
         // An edited subject.
         let edited = text.replace("run:2", "run:9");
@@ -554,7 +558,12 @@ mod tests {
         assert_eq!(recs.len(), 2);
         assert!(recs[0].details.is_null());
         log.append_locked(
-            &[AuditEvent::new("retention.pruned", vec![], "audit", json!({"n": 3}))],
+            &[AuditEvent::new(
+                "retention.pruned",
+                vec![],
+                "audit",
+                json!({"n": 3}),
+            )],
             OffsetDateTime::now_utc(),
         )
         .expect("append");
@@ -565,7 +574,10 @@ mod tests {
     fn a_torn_last_line_is_cut_off_before_appending() {
         let dir = tempfile::tempdir().expect("tmp");
         let log = write_log(dir.path(), 2);
-        let mut f = OpenOptions::new().append(true).open(log.path()).expect("open");
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(log.path())
+            .expect("open");
         f.write_all(b"{\"seq\":3,\"ti").expect("write");
         drop(f);
         assert!(broken(log.path()).contains("incomplete last line"));

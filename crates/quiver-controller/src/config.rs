@@ -425,11 +425,14 @@ fn de_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     }
     match Size::deserialize(d)? {
         Size::Bytes(n) => Ok(n),
-        Size::Text(s) => s.parse::<bytesize::ByteSize>().map(|b| b.as_u64()).map_err(|e| {
-            serde::de::Error::custom(format!(
-                "`{s}` is not a size ({e}); write e.g. \"1 MiB\" or a number of bytes"
-            ))
-        }),
+        Size::Text(s) => s
+            .parse::<bytesize::ByteSize>()
+            .map(|b| b.as_u64())
+            .map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "`{s}` is not a size ({e}); write e.g. \"1 MiB\" or a number of bytes"
+                ))
+            }),
     }
 }
 
@@ -447,7 +450,10 @@ fn line_col(text: &str, offset: usize) -> (u32, u32) {
     let offset = offset.min(text.len());
     let before = &text.as_bytes()[..offset];
     let line = before.iter().filter(|b| **b == b'\n').count() as u32 + 1;
-    let start = before.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let start = before
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(0, |i| i + 1);
     let column = String::from_utf8_lossy(&before[start..]).chars().count() as u32 + 1;
     (line, column)
 }
@@ -513,7 +519,11 @@ impl Config {
         let base = std::path::absolute(&base).unwrap_or(base);
         let resolve = |p: &str| -> PathBuf {
             let p = Path::new(p);
-            if p.is_absolute() { p.to_owned() } else { base.join(p) }
+            if p.is_absolute() {
+                p.to_owned()
+            } else {
+                base.join(p)
+            }
         };
 
         let r = raw.repository;
@@ -548,7 +558,12 @@ impl Config {
                 } else {
                     "repository.token_env"
                 };
-                FetchAuth::Token(read_secret(key, file.as_deref().map(resolve), env_name, env)?)
+                FetchAuth::Token(read_secret(
+                    key,
+                    file.as_deref().map(resolve),
+                    env_name,
+                    env,
+                )?)
             }
             (None, None, Some(k)) => FetchAuth::SshKey(resolve(&k)),
             _ => {
@@ -561,8 +576,9 @@ impl Config {
         if matches!(location, RepoLocation::Local(_)) && auth != FetchAuth::None {
             return Err(ConfigError::Invalid {
                 path: path.to_owned(),
-                message: "repository: credentials only apply to `url`; a local `path` is read in place"
-                    .into(),
+                message:
+                    "repository: credentials only apply to `url`; a local `path` is read in place"
+                        .into(),
             });
         }
 
@@ -763,7 +779,10 @@ mod tests {
     fn secrets_from_env_never_print() {
         let text = format!("{MIN}[webhooks]\ngithub_secret_env = \"GH\"\n");
         let c = parse(&text).expect("valid");
-        assert_eq!(c.webhooks.github.as_ref().map(Secret::expose), Some("s3cret"));
+        assert_eq!(
+            c.webhooks.github.as_ref().map(Secret::expose),
+            Some("s3cret")
+        );
         assert!(!format!("{c:?}").contains("s3cret"));
         let text = format!("{MIN}[webhooks]\ngitlab_token_env = \"NOPE\"\n");
         let msg = parse(&text).unwrap_err().to_string();
@@ -773,7 +792,12 @@ mod tests {
     #[test]
     fn trust_and_repository_are_required_and_exclusive() {
         let text = MIN.replace("commit = \"abcdef1\"", "");
-        assert!(parse(&text).unwrap_err().to_string().contains("[trust] needs"));
+        assert!(
+            parse(&text)
+                .unwrap_err()
+                .to_string()
+                .contains("[trust] needs")
+        );
         let text = MIN.replace("path = \"repo\"", "path = \"r\"\nurl = \"https://x/y.git\"");
         assert!(parse(&text).unwrap_err().to_string().contains(":3:1:"));
     }

@@ -26,7 +26,9 @@ use crate::config::{Config, RepoLocation};
 use crate::metrics::Metrics;
 use crate::mirror::Mirror;
 use crate::publish::{Publisher, Snapshot};
-use crate::reconcile::{Decision, audit_events, build_catalog, decide, offset_after_ack, serial_for};
+use crate::reconcile::{
+    Decision, audit_events, build_catalog, decide, offset_after_ack, serial_for,
+};
 use crate::source::{DesiredState, LibrarySource, ScriptStatus};
 use crate::state::{ReconcileRow, StateError, Store};
 
@@ -118,7 +120,7 @@ impl From<StateError> for ReconcileError {
 }
 
 /// The outcome of one reconcile, as returned by `POST /v1/reconcile` and `quiver reconcile`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ReconcileReport {
     /// Ordinal of the reconcile since start.
     pub id: u64,
@@ -165,10 +167,15 @@ pub struct Served {
 
 impl Served {
     fn new(snapshot: Snapshot) -> Served {
-        let docs = [CATALOG_FILE, CATALOG_SIG_FILE, TIMESTAMP_FILE, TIMESTAMP_SIG_FILE]
-            .into_iter()
-            .filter_map(|n| snapshot.file(n).map(|b| (n, Doc::new(b))))
-            .collect();
+        let docs = [
+            CATALOG_FILE,
+            CATALOG_SIG_FILE,
+            TIMESTAMP_FILE,
+            TIMESTAMP_SIG_FILE,
+        ]
+        .into_iter()
+        .filter_map(|n| snapshot.file(n).map(|b| (n, Doc::new(b))))
+        .collect();
         Served { snapshot, docs }
     }
 }
@@ -313,10 +320,7 @@ impl Shared {
 
     /// The waker of an agent's long poll.
     pub fn agent_waker(&self, id: &str) -> Arc<Notify> {
-        let mut map = self
-            .agent_wakers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut map = self.agent_wakers.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(id.to_string()).or_default().clone()
     }
 
@@ -327,7 +331,8 @@ impl Shared {
 
     fn install(&self, snap: Snapshot) {
         self.metrics.set_serial(snap.serial);
-        self.snapshot.send_replace(Some(Arc::new(Served::new(snap))));
+        self.snapshot
+            .send_replace(Some(Arc::new(Served::new(snap))));
     }
 
     fn set_degraded(&self, err: Option<&ReconcileError>) {
@@ -408,11 +413,7 @@ impl Controller {
         let key = SigningKey::from_file(&config.secret_key)?;
         let public_key = key.public_key();
         let store = Store::open(&config.state_db())?;
-        let publisher = Publisher::new(
-            config.publish_dir.clone(),
-            key,
-            config.timestamp.validity,
-        );
+        let publisher = Publisher::new(config.publish_dir.clone(), key, config.timestamp.validity);
         let existing = publisher.load_existing();
         let mirror = match &config.repository.location {
             RepoLocation::Remote(url) => Some(Mirror::new(
@@ -445,7 +446,10 @@ impl Controller {
             agent_wakers: Mutex::new(HashMap::new()),
         });
         if let Some(snap) = existing {
-            tracing::info!(serial = snap.serial, "serving the snapshot found in the publish directory");
+            tracing::info!(
+                serial = snap.serial,
+                "serving the snapshot found in the publish directory"
+            );
             shared.install(snap);
         }
         Ok(Controller {
@@ -603,7 +607,9 @@ fn reconcile_inner(
             }
         }
     } else if ack.is_some() {
-        tracing::info!("a rewrite acknowledgement was pending but the history is not rewritten; clearing it");
+        tracing::info!(
+            "a rewrite acknowledgement was pending but the history is not rewritten; clearing it"
+        );
         shared.store().clear_rewrite_ack()?;
     }
 
@@ -611,10 +617,13 @@ fn reconcile_inner(
     *head_seen = Some(desired.head.clone());
     if let Some((by, at, old)) = acknowledged {
         let store = shared.store();
-        let highest = [store.highest_published()?, shared.served().map(|s| s.snapshot.serial)]
-            .into_iter()
-            .flatten()
-            .max();
+        let highest = [
+            store.highest_published()?,
+            shared.served().map(|s| s.snapshot.serial),
+        ]
+        .into_iter()
+        .flatten()
+        .max();
         let offset = offset_after_ack(desired.changes, store.serial_offset()?, highest);
         store.set_serial_offset(offset)?;
         store.clear_rewrite_ack()?;
@@ -716,7 +725,8 @@ mod tests {
 
     fn config(dir: &Path) -> Config {
         let keys = KeyPair::generate().expect("keys");
-        keys.write(&dir.join("k.key"), &dir.join("k.pub")).expect("write keys");
+        keys.write(&dir.join("k.key"), &dir.join("k.pub"))
+            .expect("write keys");
         let text = "[repository]\npath = \"repo\"\n[trust]\ncommit = \"abcdef1\"\n[signing]\nsecret_key = \"k.key\"\n";
         Config::parse(&dir.join("quiver.toml"), text, &|_| None).expect("config")
     }
@@ -764,22 +774,32 @@ mod tests {
     fn publishes_once_keeps_serial_on_restart_and_guards_rewrites() {
         let dir = tempfile::tempdir().expect("tmp");
         let cfg = config(dir.path());
-        let c = Controller::open(cfg.clone(), Box::new(source("h1", 1, b"echo 1\n"))).expect("open");
+        let c =
+            Controller::open(cfg.clone(), Box::new(source("h1", 1, b"echo 1\n"))).expect("open");
         assert_eq!(c.reconcile_blocking().outcome, "published");
         assert_eq!(c.reconcile_blocking().outcome, "unchanged");
         assert_eq!(c.shared.readiness(), Ok(1));
         drop(c);
 
         // Restart on the same history: same serial, nothing new in the audit log.
-        let before = crate::audit::verify(&cfg.audit_log()).expect("audit").records;
-        let c = Controller::open(cfg.clone(), Box::new(source("h1", 1, b"echo 1\n"))).expect("open");
+        let before = crate::audit::verify(&cfg.audit_log())
+            .expect("audit")
+            .records;
+        let c =
+            Controller::open(cfg.clone(), Box::new(source("h1", 1, b"echo 1\n"))).expect("open");
         assert_eq!(c.shared.readiness(), Ok(1));
         assert_eq!(c.reconcile_blocking().outcome, "unchanged");
-        assert_eq!(crate::audit::verify(&cfg.audit_log()).expect("audit").records, before);
+        assert_eq!(
+            crate::audit::verify(&cfg.audit_log())
+                .expect("audit")
+                .records,
+            before
+        );
         drop(c);
 
         // A rewritten branch: the old snapshot stays, degraded until acknowledged.
-        let c = Controller::open(cfg.clone(), Box::new(source("x1", 1, b"echo x\n"))).expect("open");
+        let c =
+            Controller::open(cfg.clone(), Box::new(source("x1", 1, b"echo x\n"))).expect("open");
         let r = c.reconcile_blocking();
         assert_eq!(r.reason.as_deref(), Some("rewrite"), "{r:?}");
         assert!(c.shared.readiness().unwrap_err().contains("rewritten"));

@@ -81,18 +81,23 @@ impl GitSource {
     fn update(&mut self) -> Result<(), SourceError> {
         let fresh = self.index.last_commit.is_none();
         self.repo()?;
-        let repo = self.repo.as_ref().ok_or_else(|| err("repository not open"))?;
+        let repo = self
+            .repo
+            .as_ref()
+            .ok_or_else(|| err("repository not open"))?;
         let report = match self.index.update(repo) {
             Ok(r) => r,
             // The controller's own guard (last reconciled commit in the state store) passed,
             // so the new history was accepted (e.g. acknowledged by another process): rebuild.
             Err(quiver_git::Error::Rewrite(_)) => {
                 self.reset();
-                let repo = self.repo.as_ref().ok_or_else(|| err("repository not open"))?;
-                return self.index.update(repo).map_err(err).and_then(|r| {
-                    self.absorb(true, r.events);
-                    Ok(())
-                });
+                let repo = self
+                    .repo
+                    .as_ref()
+                    .ok_or_else(|| err("repository not open"))?;
+                let r = self.index.update(repo).map_err(err)?;
+                self.absorb(true, r.events);
+                return Ok(());
             }
             Err(e) => return Err(err(e)),
         };
@@ -158,7 +163,10 @@ impl LibrarySource for GitSource {
 
     fn desired_state(&mut self) -> Result<DesiredState, SourceError> {
         self.update()?;
-        let repo = self.repo.as_ref().ok_or_else(|| err("repository not open"))?;
+        let repo = self
+            .repo
+            .as_ref()
+            .ok_or_else(|| err("repository not open"))?;
         let state = self.index.approved_state(repo).map_err(err)?;
         let head = state.head.clone().unwrap_or_default();
         let scripts = state

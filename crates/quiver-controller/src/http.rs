@@ -27,8 +27,8 @@ use quiver_catalog::api::{
 };
 use quiver_catalog::layout::{CATALOG_FILE, CATALOG_SIG_FILE, TIMESTAMP_FILE, TIMESTAMP_SIG_FILE};
 use quiver_catalog::{Entry, ScriptName, sha256_hex};
-use quiver_core::policy::{Member, Permission};
 use quiver_core::Policy;
+use quiver_core::policy::{Member, Permission};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use time::OffsetDateTime;
@@ -62,7 +62,11 @@ impl Fail {
     }
     fn internal(e: impl std::fmt::Display) -> Fail {
         tracing::error!("internal error: {e}");
-        Fail::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error; see the controller log", "internal")
+        Fail::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error; see the controller log",
+            "internal",
+        )
     }
     fn unauthorized(msg: &str) -> Fail {
         Fail::new(StatusCode::UNAUTHORIZED, msg, "unauthorized")
@@ -120,11 +124,17 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout));
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ));
     let max_body = usize::try_from(cfg.max_body).unwrap_or(usize::MAX);
     short
         .merge(long)
-        .layer(middleware::from_fn_with_state(shared.clone(), count_requests))
+        .layer(middleware::from_fn_with_state(
+            shared.clone(),
+            count_requests,
+        ))
         .layer(RequestBodyTimeoutLayer::new(timeout))
         .layer(RequestBodyLimitLayer::new(max_body))
         .layer(DefaultBodyLimit::max(max_body))
@@ -218,10 +228,13 @@ async fn catalog(State(shared): S, Query(q): Query<WaitQuery>, headers: HeaderMa
         let newer = |s: &Option<Arc<crate::controller::Served>>| {
             s.as_ref().is_some_and(|s| s.snapshot.serial > after)
         };
-        if !newer(&shared.snapshot.borrow()) && !wait.is_zero() {
-            if let Ok(_permit) = shared.long_polls.try_acquire() {
+        if !newer(&shared.snapshot.borrow())
+            && !wait.is_zero()
+            && let Ok(_permit) = shared.long_polls.try_acquire()
+        {
+            {
                 let mut rx = shared.snapshot.subscribe();
-                        tokio::select! {
+                tokio::select! {
                     _ = rx.wait_for(newer) => {}
                     _ = tokio::time::sleep(wait) => {}
                     _ = crate::controller::shutting_down(shared.shutdown.subscribe()) => {}
@@ -261,7 +274,13 @@ async fn blob(State(shared): S, Path(hex): Path<String>, headers: HeaderMap) -> 
     let etag = format!("\"{hex}\"");
     const IMMUTABLE: &str = "public, max-age=31536000, immutable";
     if not_modified(&headers, &etag) {
-        return serve_bytes(&headers, Bytes::new(), &etag, "application/octet-stream", IMMUTABLE);
+        return serve_bytes(
+            &headers,
+            Bytes::new(),
+            &etag,
+            "application/octet-stream",
+            IMMUTABLE,
+        );
     }
     let bytes = match shared.blobs.get(&hex) {
         Some(b) => b,
@@ -285,7 +304,13 @@ async fn blob(State(shared): S, Path(hex): Path<String>, headers: HeaderMap) -> 
             }
         }
     };
-    serve_bytes(&headers, bytes, &etag, "application/octet-stream", IMMUTABLE)
+    serve_bytes(
+        &headers,
+        bytes,
+        &etag,
+        "application/octet-stream",
+        IMMUTABLE,
+    )
 }
 
 // ---- credentials ----------------------------------------------------------------------
@@ -398,7 +423,12 @@ async fn enroll(State(shared): S, body: Bytes) -> Result<Response> {
     Ok((StatusCode::CREATED, axum::Json(resp)).into_response())
 }
 
-async fn checkin(State(shared): S, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Result<axum::Json<CheckinResponse>> {
+async fn checkin(
+    State(shared): S,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<axum::Json<CheckinResponse>> {
     agent(&shared, &id, &headers)?;
     let req: CheckinRequest = json_body(&body)?;
     let policy = shared.policy();
@@ -439,16 +469,20 @@ fn assignment(r: RunRecord) -> RunAssignment {
     RunAssignment {
         run_id: r.id,
         // Run records only hold scripts that were in the catalog.
-        script: ScriptName::new(&r.script).unwrap_or_else(|_| {
-            ScriptName::new("invalid").expect("a valid name")
-        }),
+        script: ScriptName::new(&r.script)
+            .unwrap_or_else(|_| ScriptName::new("invalid").expect("a valid name")),
         version: r.version.unwrap_or(0),
         params: r.params,
         requested_by: r.requested_by,
     }
 }
 
-async fn poll(State(shared): S, Path(id): Path<String>, Query(q): Query<WaitQuery>, headers: HeaderMap) -> Result<axum::Json<PollResponse>> {
+async fn poll(
+    State(shared): S,
+    Path(id): Path<String>,
+    Query(q): Query<WaitQuery>,
+    headers: HeaderMap,
+) -> Result<axum::Json<PollResponse>> {
     agent(&shared, &id, &headers)?;
     let wait = parse_wait(q.wait.as_deref())?;
     let after = q.after.unwrap_or(0);
@@ -458,11 +492,15 @@ async fn poll(State(shared): S, Path(id): Path<String>, Query(q): Query<WaitQuer
             .served()
             .map(|s| s.snapshot.serial)
             .filter(|s| *s > after);
-        let runs = shared.store().dispatch_pending(&id, OffsetDateTime::now_utc())?;
-        Ok((serial.is_some() || !runs.is_empty()).then(|| PollResponse {
-            serial,
-            runs: runs.into_iter().map(assignment).collect(),
-        }))
+        let runs = shared
+            .store()
+            .dispatch_pending(&id, OffsetDateTime::now_utc())?;
+        Ok(
+            (serial.is_some() || !runs.is_empty()).then(|| PollResponse {
+                serial,
+                runs: runs.into_iter().map(assignment).collect(),
+            }),
+        )
     };
     let notified = waker.notified();
     tokio::pin!(notified);
@@ -525,7 +563,12 @@ struct LocalRun {
     requested_by: String,
 }
 
-async fn local_run(State(shared): S, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Result<Response> {
+async fn local_run(
+    State(shared): S,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
     agent(&shared, &id, &headers)?;
     let req: LocalRun = json_body(&body)?;
     let now = OffsetDateTime::now_utc();
@@ -546,7 +589,13 @@ async fn local_run(State(shared): S, Path(id): Path<String>, headers: HeaderMap,
     Ok((StatusCode::CREATED, axum::Json(run)).into_response())
 }
 
-async fn finish(shared: &Shared, run_id: &str, headers: &HeaderMap, body: &Bytes, device: Option<&str>) -> Result<axum::Json<RunRecord>> {
+async fn finish(
+    shared: &Shared,
+    run_id: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+    device: Option<&str>,
+) -> Result<axum::Json<RunRecord>> {
     let run = shared
         .store()
         .run(run_id)?
@@ -558,29 +607,57 @@ async fn finish(shared: &Shared, run_id: &str, headers: &HeaderMap, body: &Bytes
     let result: RunResult = json_body(body)?;
     if matches!(
         run.status,
-        RunStatus::Succeeded | RunStatus::Failed | RunStatus::TimedOut | RunStatus::Error | RunStatus::Refused
+        RunStatus::Succeeded
+            | RunStatus::Failed
+            | RunStatus::TimedOut
+            | RunStatus::Error
+            | RunStatus::Refused
     ) {
-        return Err(Fail::new(StatusCode::CONFLICT, format!("run {run_id} already finished"), "finished"));
+        return Err(Fail::new(
+            StatusCode::CONFLICT,
+            format!("run {run_id} already finished"),
+            "finished",
+        ));
     }
     let status = status_of(&result);
     let now = OffsetDateTime::now_utc();
     shared.store().finish_run(run_id, status, &result, now)?;
     shared.audit(vec![(None, finished_event(&run, &result, false))])?;
-    let run = shared.store().run(run_id)?.ok_or_else(|| Fail::not_found(run_id))?;
+    let run = shared
+        .store()
+        .run(run_id)?
+        .ok_or_else(|| Fail::not_found(run_id))?;
     Ok(axum::Json(run))
 }
 
-async fn run_result(State(shared): S, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Result<axum::Json<RunRecord>> {
+async fn run_result(
+    State(shared): S,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<axum::Json<RunRecord>> {
     finish(&shared, &id, &headers, &body, None).await
 }
 
-async fn agent_run_result(State(shared): S, Path((agent_id, run)): Path<(String, String)>, headers: HeaderMap, body: Bytes) -> Result<axum::Json<RunRecord>> {
+async fn agent_run_result(
+    State(shared): S,
+    Path((agent_id, run)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<axum::Json<RunRecord>> {
     finish(&shared, &run, &headers, &body, Some(&agent_id)).await
 }
 
 // ---- runs -----------------------------------------------------------------------------
 
-fn refuse(shared: &Shared, member: &str, req: &RunRequest, status: StatusCode, reason_code: &str, reason: String) -> Fail {
+fn refuse(
+    shared: &Shared,
+    member: &str,
+    req: &RunRequest,
+    status: StatusCode,
+    reason_code: &str,
+    reason: String,
+) -> Fail {
     if let Err(e) = shared.audit(vec![(
         None,
         AuditEvent::new(
@@ -621,7 +698,14 @@ async fn request_run(State(shared): S, headers: HeaderMap, body: Bytes) -> Resul
         ),
     )])?;
     if device.revoked_at.is_some() {
-        return Err(refuse(&shared, &m.id, &req, StatusCode::CONFLICT, "revoked", format!("device {} is revoked", req.device)));
+        return Err(refuse(
+            &shared,
+            &m.id,
+            &req,
+            StatusCode::CONFLICT,
+            "revoked",
+            format!("device {} is revoked", req.device),
+        ));
     }
     // The device's groups under the policy in effect now.
     let groups: Vec<String> = policy
@@ -646,7 +730,11 @@ async fn request_run(State(shared): S, headers: HeaderMap, body: Bytes) -> Resul
                 req.script,
                 entry.risk,
                 req.device,
-                if groups.is_empty() { "no groups".to_string() } else { groups.join(", ") }
+                if groups.is_empty() {
+                    "no groups".to_string()
+                } else {
+                    groups.join(", ")
+                }
             ),
         ));
     }
@@ -659,11 +747,24 @@ async fn request_run(State(shared): S, headers: HeaderMap, body: Bytes) -> Resul
             &req,
             StatusCode::CONFLICT,
             "not_staged",
-            format!("{} is not deployed to device {} (platform {}, groups {})", req.script, req.device, device.platform, groups.join(", ")),
+            format!(
+                "{} is not deployed to device {} (platform {}, groups {})",
+                req.script,
+                req.device,
+                device.platform,
+                groups.join(", ")
+            ),
         ));
     }
     if let Err(e) = entry.check_params(&req.params) {
-        return Err(refuse(&shared, &m.id, &req, StatusCode::BAD_REQUEST, "bad_params", e.to_string()));
+        return Err(refuse(
+            &shared,
+            &m.id,
+            &req,
+            StatusCode::BAD_REQUEST,
+            "bad_params",
+            e.to_string(),
+        ));
     }
     let run = RunRecord {
         id: new_run_id(),
@@ -700,11 +801,19 @@ fn run_reader(shared: &Shared, headers: &HeaderMap) -> Result<Option<String>> {
     } else if has_permission(&policy, &m, Permission::Execute) {
         Ok(Some(m.id))
     } else {
-        Err(Fail::new(StatusCode::FORBIDDEN, "reading runs needs the execute or audit permission", "forbidden"))
+        Err(Fail::new(
+            StatusCode::FORBIDDEN,
+            "reading runs needs the execute or audit permission",
+            "forbidden",
+        ))
     }
 }
 
-async fn get_run(State(shared): S, Path(id): Path<String>, headers: HeaderMap) -> Result<axum::Json<RunRecord>> {
+async fn get_run(
+    State(shared): S,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<axum::Json<RunRecord>> {
     let only = run_reader(&shared, &headers)?;
     let run = shared
         .store()
@@ -720,17 +829,29 @@ struct ListQuery {
     limit: Option<usize>,
 }
 
-async fn list_runs(State(shared): S, Query(q): Query<ListQuery>, headers: HeaderMap) -> Result<axum::Json<Vec<RunRecord>>> {
+async fn list_runs(
+    State(shared): S,
+    Query(q): Query<ListQuery>,
+    headers: HeaderMap,
+) -> Result<axum::Json<Vec<RunRecord>>> {
     let only = run_reader(&shared, &headers)?;
     let limit = q.limit.unwrap_or(50).clamp(1, 1000);
-    let runs = shared.store().runs(q.device.as_deref(), only.as_deref(), limit)?;
+    let runs = shared
+        .store()
+        .runs(q.device.as_deref(), only.as_deref(), limit)?;
     Ok(axum::Json(runs))
 }
 
 // ---- operations -----------------------------------------------------------------------
 
-async fn hook(State(shared): S, Path(forge): Path<String>, headers: HeaderMap, body: Bytes) -> Result<Response> {
-    let forge = Forge::from_name(&forge).ok_or_else(|| Fail::not_found("unknown forge; use github, gitlab or gitea"))?;
+async fn hook(
+    State(shared): S,
+    Path(forge): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
+    let forge = Forge::from_name(&forge)
+        .ok_or_else(|| Fail::not_found("unknown forge; use github, gitlab or gitea"))?;
     let proof = headers.get(forge.header()).map(HeaderValue::as_bytes);
     if let Err(why) = webhook::verify(forge, forge.secret(&shared.config.webhooks), proof, &body) {
         tracing::warn!(?forge, "webhook refused: {why}");
@@ -746,10 +867,18 @@ async fn run_reconcile(shared: &Shared) -> Result<ReconcileReport> {
     let started = shared.started.load(std::sync::atomic::Ordering::SeqCst);
     let mut rx = shared.reconciled.subscribe();
     shared.trigger.notify_one();
-    let done = tokio::time::timeout(MAX_WAIT, rx.wait_for(|r| r.as_ref().is_some_and(|r| r.id > started))).await;
+    let done = tokio::time::timeout(
+        MAX_WAIT,
+        rx.wait_for(|r| r.as_ref().is_some_and(|r| r.id > started)),
+    )
+    .await;
     match done {
-        Ok(Ok(r)) => Ok(r.clone().unwrap_or_else(|| unreachable_report())),
-        _ => Err(Fail::new(StatusCode::ACCEPTED, "reconcile triggered; still running", "pending")),
+        Ok(Ok(r)) => Ok(r.clone().unwrap_or_else(unreachable_report)),
+        _ => Err(Fail::new(
+            StatusCode::ACCEPTED,
+            "reconcile triggered; still running",
+            "pending",
+        )),
     }
 }
 
@@ -765,7 +894,10 @@ fn unreachable_report() -> ReconcileReport {
     }
 }
 
-async fn trigger_reconcile(State(shared): S, headers: HeaderMap) -> Result<axum::Json<ReconcileReport>> {
+async fn trigger_reconcile(
+    State(shared): S,
+    headers: HeaderMap,
+) -> Result<axum::Json<ReconcileReport>> {
     member(&shared, &headers)?;
     Ok(axum::Json(run_reconcile(&shared).await?))
 }
@@ -773,7 +905,11 @@ async fn trigger_reconcile(State(shared): S, headers: HeaderMap) -> Result<axum:
 async fn rewrite_ack(State(shared): S, headers: HeaderMap) -> Result<axum::Json<ReconcileReport>> {
     let (m, policy) = member(&shared, &headers)?;
     if !has_permission(&policy, &m, Permission::Approve) {
-        return Err(Fail::new(StatusCode::FORBIDDEN, "acknowledging a rewrite needs the approve permission", "forbidden"));
+        return Err(Fail::new(
+            StatusCode::FORBIDDEN,
+            "acknowledging a rewrite needs the approve permission",
+            "forbidden",
+        ));
     }
     shared
         .store()
@@ -822,11 +958,7 @@ pub struct EndpointStatus {
 
 /// Builds the status document.
 pub fn status_doc(shared: &Shared) -> std::result::Result<StatusDoc, crate::state::StateError> {
-    let lib = shared
-        .library
-        .read()
-        .map(|l| l.clone())
-        .unwrap_or_default();
+    let lib = shared.library.read().map(|l| l.clone()).unwrap_or_default();
     let served = shared.served();
     let serial = served.as_ref().map(|s| s.snapshot.serial);
     let (agents, reconciles) = {
@@ -870,10 +1002,18 @@ struct AuditQuery {
     limit: Option<usize>,
 }
 
-async fn audit(State(shared): S, Query(q): Query<AuditQuery>, headers: HeaderMap) -> Result<axum::Json<Vec<crate::audit::AuditRecord>>> {
+async fn audit(
+    State(shared): S,
+    Query(q): Query<AuditQuery>,
+    headers: HeaderMap,
+) -> Result<axum::Json<Vec<crate::audit::AuditRecord>>> {
     let (m, policy) = member(&shared, &headers)?;
     if !has_permission(&policy, &m, Permission::Audit) {
-        return Err(Fail::new(StatusCode::FORBIDDEN, "reading the audit log needs the audit permission", "forbidden"));
+        return Err(Fail::new(
+            StatusCode::FORBIDDEN,
+            "reading the audit log needs the audit permission",
+            "forbidden",
+        ));
     }
     let log = shared.audit.clone();
     let (after, limit) = (q.after.unwrap_or(0), q.limit.unwrap_or(100).clamp(1, 1000));
@@ -886,7 +1026,11 @@ async fn audit(State(shared): S, Query(q): Query<AuditQuery>, headers: HeaderMap
 
 async fn readyz(State(shared): S) -> Response {
     match shared.readiness() {
-        Ok(serial) => (StatusCode::OK, axum::Json(json!({"ready": true, "serial": serial}))).into_response(),
+        Ok(serial) => (
+            StatusCode::OK,
+            axum::Json(json!({"ready": true, "serial": serial})),
+        )
+            .into_response(),
         Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
             axum::Json(json!({"ready": false, "reason": reason,
@@ -906,7 +1050,10 @@ async fn metrics(State(shared): S) -> Response {
         shared.metrics.set_agents(&counts);
     }
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         shared.metrics.encode(),
     )
         .into_response()

@@ -96,7 +96,11 @@ impl Metrics {
             http.clone(),
         );
         for s in SCRIPT_STATES {
-            scripts.get_or_create(&State { state: s.to_string() }).set(0);
+            scripts
+                .get_or_create(&State {
+                    state: s.to_string(),
+                })
+                .set(0);
         }
         for s in SYNC_STATES {
             agents
@@ -140,7 +144,9 @@ impl Metrics {
         for s in SCRIPT_STATES {
             let n = counts.get(*s).copied().unwrap_or(0);
             self.scripts
-                .get_or_create(&State { state: s.to_string() })
+                .get_or_create(&State {
+                    state: s.to_string(),
+                })
                 .set(n as i64);
         }
     }

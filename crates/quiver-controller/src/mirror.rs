@@ -65,9 +65,8 @@ impl Mirror {
         let repo = if self.dir.join("HEAD").exists() {
             Repository::open_bare(&self.dir).map_err(|e| fail("open mirror", e))?
         } else {
-            std::fs::create_dir_all(&self.dir).map_err(|e| {
-                SourceError::new(format!("create {}: {e}", self.dir.display()))
-            })?;
+            std::fs::create_dir_all(&self.dir)
+                .map_err(|e| SourceError::new(format!("create {}: {e}", self.dir.display())))?;
             Repository::init_bare(&self.dir).map_err(|e| fail("create mirror", e))?
         };
         let mut remote = repo
@@ -124,7 +123,10 @@ mod tests {
             redact_url("https://bot:tok@github.com/o/r.git"),
             "https://***@github.com/o/r.git"
         );
-        assert_eq!(redact_url("https://github.com/o/r.git"), "https://github.com/o/r.git");
+        assert_eq!(
+            redact_url("https://github.com/o/r.git"),
+            "https://github.com/o/r.git"
+        );
         assert_eq!(url_username("ssh://git@host/r.git").as_deref(), Some("git"));
         assert_eq!(url_username("https://host/a@b"), None);
     }

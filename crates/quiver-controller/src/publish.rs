@@ -135,9 +135,10 @@ impl Publisher {
     ) -> Result<Snapshot, PublishError> {
         let serial = catalog.serial;
         let digest = sha256_hex(&bytes);
-        let sig = self
-            .key
-            .sign(&bytes, &format!("quiver catalog serial={serial} sha256={digest}"))?;
+        let sig = self.key.sign(
+            &bytes,
+            &format!("quiver catalog serial={serial} sha256={digest}"),
+        )?;
         write_atomic(&self.dir.join(CATALOG_FILE), &bytes)?;
         write_atomic(&self.dir.join(CATALOG_SIG_FILE), sig.as_bytes())?;
         let mut snap = Snapshot {
@@ -161,7 +162,11 @@ impl Publisher {
         Ok(next)
     }
 
-    fn write_timestamp(&self, snap: &mut Snapshot, now: OffsetDateTime) -> Result<(), PublishError> {
+    fn write_timestamp(
+        &self,
+        snap: &mut Snapshot,
+        now: OffsetDateTime,
+    ) -> Result<(), PublishError> {
         let ts = Timestamp::new(&snap.catalog_bytes, snap.serial, now, self.validity);
         let bytes = ts.to_canonical_bytes();
         let sig = self.key.sign(
@@ -272,8 +277,15 @@ mod tests {
         let snap = p.publish(cat, bytes, now).expect("publish");
         let limits = Limits::default();
         let ts_sig = String::from_utf8(snap.timestamp_sig.to_vec()).expect("utf8");
-        let ts = verify_timestamp(&public, &snap.timestamp_bytes, &ts_sig, now, Some(3), &limits)
-            .expect("timestamp");
+        let ts = verify_timestamp(
+            &public,
+            &snap.timestamp_bytes,
+            &ts_sig,
+            now,
+            Some(3),
+            &limits,
+        )
+        .expect("timestamp");
         let cat_sig = String::from_utf8(snap.catalog_sig.to_vec()).expect("utf8");
         verify_catalog(&public, &snap.catalog_bytes, &cat_sig, &ts, &limits).expect("catalog");
         let again = p.load_existing().expect("reload");

@@ -14,8 +14,8 @@
 use std::collections::BTreeMap;
 
 use quiver_catalog::{
-    Catalog, Entry, FileEntry, Group, Interpreter, Launch, Limits, ParamType, Parameter,
-    Platform, RelPath, Risk, ScriptName, Sha256Hex,
+    Catalog, Entry, FileEntry, Group, Interpreter, Launch, Limits, ParamType, Parameter, Platform,
+    RelPath, Risk, ScriptName, Sha256Hex,
 };
 use quiver_core::manifest as core;
 use serde_json::json;
@@ -404,7 +404,10 @@ max_timeout = "5m"
         assert_eq!(e.files[0].mode, 0o755);
         assert_eq!(built.catalog.serial, 7);
         assert_eq!(built.catalog.source_commit, "c2");
-        assert_eq!(built.blobs.get(&"ab".repeat(32)).map(String::as_str), Some("b1"));
+        assert_eq!(
+            built.blobs.get(&"ab".repeat(32)).map(String::as_str),
+            Some("b1")
+        );
     }
 
     #[test]
@@ -420,7 +423,11 @@ max_timeout = "5m"
         assert_eq!(x.bytes, y.bytes, "head is not part of the catalog");
         assert_eq!(x.catalog.entries.len(), 1);
         assert_eq!(x.skipped.len(), 1);
-        assert!(x.skipped[0].1.contains("not publishable"), "{:?}", x.skipped);
+        assert!(
+            x.skipped[0].1.contains("not publishable"),
+            "{:?}",
+            x.skipped
+        );
     }
 
     #[test]
@@ -430,7 +437,10 @@ max_timeout = "5m"
         assert_eq!(decide(b"b", 4, None, None), Decision::Publish);
         assert_eq!(
             decide(b"b", 3, Some(b"a"), Some(3)),
-            Decision::SerialWouldNotGrow { serial: 3, highest: 3 }
+            Decision::SerialWouldNotGrow {
+                serial: 3,
+                highest: 3
+            }
         );
     }
 

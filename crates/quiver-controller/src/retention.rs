@@ -55,9 +55,10 @@ pub fn run_once(shared: &Shared, now: OffsetDateTime) -> Result<Pruned, StateErr
             ),
         )])?;
     }
-    let audit_payloads = shared
-        .store()
-        .prune_audit(&shared.audit, ago(now, r.audit_payloads), now)?;
+    let audit_payloads =
+        shared
+            .store()
+            .prune_audit(&shared.audit, ago(now, r.audit_payloads), now)?;
     Ok(Pruned {
         outputs,
         runs,

@@ -80,6 +80,7 @@ pub async fn run(
     for t in tasks {
         t.abort();
     }
+    tracing::info!("server stopped");
     result.map_err(ServeError::Io)
 }
 
@@ -137,7 +138,9 @@ async fn reconcile_loop(controller: Controller) {
 /// Re-signs the timestamp once it is `resign_interval` old.
 async fn resign_loop(controller: Controller) {
     let interval = controller.shared.config.timestamp.resign_interval;
-    let check = interval.min(Duration::from_secs(60)).max(Duration::from_secs(1));
+    let check = interval
+        .min(Duration::from_secs(60))
+        .max(Duration::from_secs(1));
     loop {
         let c = controller.clone();
         let done = tokio::task::spawn_blocking(move || c.resign_blocking(Some(interval))).await;

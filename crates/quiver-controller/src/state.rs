@@ -15,8 +15,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
-use quiver_catalog::api::{RunRecord, RunResult, RunStatus, SyncProblem};
 use quiver_catalog::Platform;
+use quiver_catalog::api::{RunRecord, RunResult, RunStatus, SyncProblem};
 use rand::RngCore;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
@@ -33,7 +33,9 @@ pub enum StateError {
     #[error("state database: {0}")]
     Sql(#[from] rusqlite::Error),
     /// The database is newer than this build.
-    #[error("state database schema {found} is newer than this build understands ({known}); upgrade quiver")]
+    #[error(
+        "state database schema {found} is newer than this build understands ({known}); upgrade quiver"
+    )]
     TooNew {
         /// Version in the file.
         found: i64,
@@ -507,7 +509,11 @@ impl Store {
     }
 
     /// Creates an API token for a member; returns the token (shown once).
-    pub fn create_member_token(&self, member: &str, now: OffsetDateTime) -> Result<String, StateError> {
+    pub fn create_member_token(
+        &self,
+        member: &str,
+        now: OffsetDateTime,
+    ) -> Result<String, StateError> {
         let token = new_token("qvm_");
         self.conn.execute(
             "INSERT INTO member_tokens(token_sha256, member, created) VALUES (?1, ?2, ?3)",
@@ -637,7 +643,20 @@ impl Store {
             "SELECT id, platform, labels, hostname, groups, applied_serial, last_checkin,
                     errors, agent_version, enrolled_at, revoked_at FROM agents {filter} ORDER BY id"
         ))?;
-        let rows: Vec<(String, String, String, Option<String>, String, Option<i64>, Option<String>, String, Option<String>, String, Option<String>)> = stmt
+        type Row = (
+            String,
+            String,
+            String,
+            Option<String>,
+            String,
+            Option<i64>,
+            Option<String>,
+            String,
+            Option<String>,
+            String,
+            Option<String>,
+        );
+        let rows: Vec<Row> = stmt
             .query_map(p, |r| {
                 Ok((
                     r.get(0)?,
@@ -768,7 +787,12 @@ impl Store {
     ) -> Result<(), StateError> {
         self.conn.execute(
             "UPDATE runs SET status = ?2, result = ?3, finished_at = ?4 WHERE id = ?1",
-            params![id, status_str(status), serde_json::to_string(result)?, ts(now)],
+            params![
+                id,
+                status_str(status),
+                serde_json::to_string(result)?,
+                ts(now)
+            ],
         )?;
         Ok(())
     }
@@ -921,7 +945,10 @@ mod tests {
         let token = s
             .enroll_agent("host-1", Platform::Linux, &labels, Some("h1"), now())
             .expect("enroll");
-        assert_eq!(s.check_agent_token("host-1", &token).expect("db"), Some(false));
+        assert_eq!(
+            s.check_agent_token("host-1", &token).expect("db"),
+            Some(false)
+        );
         assert_eq!(s.check_agent_token("host-1", "qva_bad").expect("db"), None);
         s.checkin(
             "host-1",
@@ -940,7 +967,10 @@ mod tests {
         assert_eq!(a.sync_state(Some(3)), "in_sync");
         assert_eq!(a.sync_state(Some(4)), "behind");
         assert!(s.revoke_agent("host-1", now()).expect("db"));
-        assert_eq!(s.check_agent_token("host-1", &token).expect("db"), Some(true));
+        assert_eq!(
+            s.check_agent_token("host-1", &token).expect("db"),
+            Some(true)
+        );
         assert_eq!(s.agents().expect("db")[0].sync_state(Some(3)), "revoked");
         assert!(!s.revoke_agent("host-2", now()).expect("db"));
     }
@@ -977,7 +1007,11 @@ mod tests {
             .expect("audit");
         assert_eq!(first.len(), 2);
         let again = s
-            .audit(&log, vec![(Some("k".into()), ev()), (Some("k2".into()), ev())], now())
+            .audit(
+                &log,
+                vec![(Some("k".into()), ev()), (Some("k2".into()), ev())],
+                now(),
+            )
             .expect("audit");
         assert_eq!(again.len(), 1);
         assert_eq!(again[0].seq, 3);

@@ -26,8 +26,8 @@ impl std::fmt::Debug for RefWatcher {
 /// directory of a bare repository or of a work tree's `.git`; the common directory of a
 /// linked work tree).
 pub fn refs_dir(path: &Path) -> Result<PathBuf, String> {
-    let repo = git2::Repository::open(path)
-        .map_err(|e| format!("{}: {}", path.display(), e.message()))?;
+    let repo =
+        git2::Repository::open(path).map_err(|e| format!("{}: {}", path.display(), e.message()))?;
     Ok(repo.commondir().to_path_buf())
 }
 
@@ -85,7 +85,10 @@ mod tests {
     fn jitter_stays_within_ten_percent() {
         for _ in 0..100 {
             let d = jittered(Duration::from_secs(100));
-            assert!(d >= Duration::from_secs(90) && d <= Duration::from_secs(110), "{d:?}");
+            assert!(
+                d >= Duration::from_secs(90) && d <= Duration::from_secs(110),
+                "{d:?}"
+            );
         }
     }
 

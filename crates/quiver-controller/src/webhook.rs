@@ -121,19 +121,54 @@ mod tests {
         let s = Secret::new("topsecret");
         let body = br#"{"ref":"refs/heads/main"}"#;
         let good = format!("sha256={}", sign("topsecret", body));
-        let cases: &[(Forge, Option<&Secret>, Option<&[u8]>, Result<(), WebhookRefusal>)] = &[
+        type Case<'a> = (
+            Forge,
+            Option<&'a Secret>,
+            Option<&'a [u8]>,
+            Result<(), WebhookRefusal>,
+        );
+        let cases: &[Case] = &[
             (Forge::Github, Some(&s), Some(good.as_bytes()), Ok(())),
-            (Forge::Github, Some(&s), Some(&good.as_bytes()[7..]), Err(WebhookRefusal::BadSignature)),
-            (Forge::Github, Some(&s), Some(b"sha256=00"), Err(WebhookRefusal::BadSignature)),
+            (
+                Forge::Github,
+                Some(&s),
+                Some(&good.as_bytes()[7..]),
+                Err(WebhookRefusal::BadSignature),
+            ),
+            (
+                Forge::Github,
+                Some(&s),
+                Some(b"sha256=00"),
+                Err(WebhookRefusal::BadSignature),
+            ),
             (Forge::Github, Some(&s), None, Err(WebhookRefusal::Missing)),
-            (Forge::Github, None, Some(good.as_bytes()), Err(WebhookRefusal::NotConfigured)),
+            (
+                Forge::Github,
+                None,
+                Some(good.as_bytes()),
+                Err(WebhookRefusal::NotConfigured),
+            ),
             (Forge::Gitea, Some(&s), Some(&good.as_bytes()[7..]), Ok(())),
-            (Forge::Gitea, Some(&s), Some(b"zz"), Err(WebhookRefusal::BadSignature)),
+            (
+                Forge::Gitea,
+                Some(&s),
+                Some(b"zz"),
+                Err(WebhookRefusal::BadSignature),
+            ),
             (Forge::Gitlab, Some(&s), Some(b"topsecret"), Ok(())),
-            (Forge::Gitlab, Some(&s), Some(b"topsecreT"), Err(WebhookRefusal::BadSignature)),
+            (
+                Forge::Gitlab,
+                Some(&s),
+                Some(b"topsecreT"),
+                Err(WebhookRefusal::BadSignature),
+            ),
         ];
         for (forge, secret, header, want) in cases {
-            assert_eq!(verify(*forge, *secret, *header, body), *want, "{forge:?} {header:?}");
+            assert_eq!(
+                verify(*forge, *secret, *header, body),
+                *want,
+                "{forge:?} {header:?}"
+            );
         }
         // A tampered body fails.
         assert_eq!(

@@ -429,6 +429,10 @@ struct Runtime {
     names: HashMap<String, String>,
     /// Manifests of deployable versions by digest.
     manifests: HashMap<String, Manifest>,
+    /// Commits known to be reachable from the commit being processed (this run only).
+    reach: std::collections::HashSet<Oid>,
+    /// `reach` holds every such commit (the walk started at a root).
+    reach_complete: bool,
 }
 
 /// The version index of one branch of one repository. Serialize it to persist it.
@@ -635,6 +639,8 @@ impl Index {
             return Ok(UpdateReport::default());
         }
         let mut report = UpdateReport::default();
+        self.rt.reach.clear();
+        self.rt.reach_complete = false;
         let commits = match &self.last_commit {
             None => self.initialize(repo, head)?,
             Some(last) => {
@@ -653,7 +659,19 @@ impl Index {
         self.ensure_runtime(repo)?;
         let total = commits.len();
         for (i, c) in commits.iter().enumerate() {
-            self.process(repo, *c, opts.forge, &mut report)?;
+            // While every commit since a root has been seen, remember them all, so that
+            // the commits a merge brings in are found by a walk that stops at known ones.
+            let walk = if self.rt.reach_complete {
+                let parents: Vec<Oid> = repo.git().find_commit(*c)?.parent_ids().collect();
+                let walk = repo.merge_walk(&parents, &self.rt.reach, true)?;
+                self.rt.reach.insert(*c);
+                self.rt.reach.extend(walk.commits.iter().map(|(o, _)| *o));
+                self.rt.reach_complete = walk.complete;
+                Some(walk)
+            } else {
+                None
+            };
+            self.process(repo, *c, walk, opts.forge, &mut report)?;
             self.last_commit = Some(c.to_string());
             report.commits += 1;
             if let Some(p) = opts.progress.as_mut() {
@@ -674,6 +692,7 @@ impl Index {
             TrustAnchor::RootApprovers(emails) => {
                 let policy = root_approver_policy(emails)?;
                 self.set_runtime_policy(policy)?;
+                self.rt.reach_complete = true;
                 return Ok(line);
             }
             TrustAnchor::FirstCommit => line[0],
@@ -689,6 +708,10 @@ impl Index {
             }
         };
         let pos = line.iter().position(|c| *c == anchor).unwrap_or(0);
+        if pos == 0 && repo.git().find_commit(anchor)?.parent_count() == 0 {
+            self.rt.reach.insert(anchor);
+            self.rt.reach_complete = true;
+        }
         let tree = repo.commit_tree(anchor)?;
         let pol_tree = repo.subtree_id(&tree, &self.config.policies);
         let policy = repo
@@ -714,12 +737,30 @@ impl Index {
     }
 
     fn set_runtime_policy(&mut self, policy: Policy) -> Result<(), Error> {
-        let scanner = Scanner::new(&policy)
-            .map_err(|errs| Error::Trust(errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")))?;
         self.rt.policy = Arc::new(policy);
-        self.rt.scanner = Some(Arc::new(scanner));
+        self.rt.scanner = None;
         self.rt.loaded = true;
         Ok(())
+    }
+
+    /// The scanner of the policy in effect, compiled on first use (once per policy).
+    fn scanner(&mut self) -> Option<Arc<Scanner>> {
+        if self.rt.scanner.is_none() {
+            match Scanner::new(&self.rt.policy) {
+                Ok(s) => self.rt.scanner = Some(Arc::new(s)),
+                Err(errs) => {
+                    self.policy.error = Some(Problem {
+                        commit: self.policy.commit.clone().unwrap_or_default(),
+                        reason: format!(
+                            "the scanner rules of the policy in effect do not compile: {}",
+                            errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")
+                        ),
+                    });
+                    return None;
+                }
+            }
+        }
+        self.rt.scanner.clone()
     }
 
     /// Rebuilds the compiled policy and name map of a loaded index.
@@ -752,7 +793,14 @@ impl Index {
         self.rt.policy.clone()
     }
 
-    fn process(&mut self, repo: &Repo, c: Oid, forge: &dyn ForgeReviews, report: &mut UpdateReport) -> Result<(), Error> {
+    fn process(
+        &mut self,
+        repo: &Repo,
+        c: Oid,
+        walk: Option<crate::repo::MergeWalk>,
+        forge: &dyn ForgeReviews,
+        report: &mut UpdateReport,
+    ) -> Result<(), Error> {
         let commit = repo.git().find_commit(c)?;
         let tree = commit.tree()?;
         let ptree = match commit.parent_id(0) {
@@ -785,7 +833,12 @@ impl Index {
         if policy.approvals.iter().any(|a| a.evidence == EvidenceKind::Forge) {
             evidence.forge_reviews = forge.reviews(&facts).unwrap_or_default();
         }
-        let authors = repo.change_authors(&facts, merger_wrote)?;
+        let walk = match walk {
+            Some(w) => w,
+            // Stopping at known commits is exact only when they are all known.
+            None => repo.merge_walk(&facts.parents, &Default::default(), false)?,
+        };
+        let authors = repo.change_authors(&facts, merger_wrote, &walk);
         let ctx = CommitCtx {
             change: ChangeContext {
                 authors: authors.iter().map(|a| a.email.clone()).collect(),
@@ -1224,7 +1277,7 @@ impl Index {
 
     /// Assembles and scans approved content: a version, or why it is refused.
     fn evaluate(
-        &self,
+        &mut self,
         unit: &Unit,
         content: &UnitContent,
         facts: &CommitFacts,
@@ -1232,6 +1285,7 @@ impl Index {
         basis: Basis,
         approvers: &[String],
     ) -> Outcome {
+        let scanner = self.scanner();
         let policy = &self.rt.policy;
         let lib = Library::assemble(&self.config.library, &content.tree, policy);
         let script = lib.scripts.iter().find(|s| match unit {
@@ -1260,7 +1314,7 @@ impl Index {
                 script.name, self.config.library
             ));
         }
-        let findings = match &self.rt.scanner {
+        let findings = match scanner {
             Some(s) => s.scan_script(&self.config.library, script),
             None => Vec::new(),
         };
@@ -1605,31 +1659,32 @@ pub(crate) struct DeltaInfo {
     new_oid: Option<Oid>,
 }
 
-/// The changes between two versions of a subtree, with renames detected only when
-/// something was both added and deleted.
+/// The changes between two versions of a subtree. Trees are compared entry by entry and
+/// equal subtree ids are skipped, so the cost is the size of the change; renames are
+/// detected (libgit2 `find_similar`) only when something was both added and deleted.
 fn collect_deltas(repo: &Repo, old: Option<Oid>, new: Option<Oid>) -> Result<Vec<DeltaInfo>, Error> {
+    let mut out = Vec::new();
+    tree_changes(repo, old, new, "", &mut out)?;
+    let added = out.iter().any(|d| d.status == Delta::Added);
+    let deleted = out.iter().any(|d| d.status == Delta::Deleted);
+    if !(added && deleted) {
+        return Ok(out);
+    }
     let git = repo.git();
     let old_tree = old.map(|t| git.find_tree(t)).transpose()?;
     let new_tree = new.map(|t| git.find_tree(t)).transpose()?;
     let mut opts = DiffOptions::new();
     opts.include_typechange(true);
     let mut diff = git.diff_tree_to_tree(old_tree.as_ref(), new_tree.as_ref(), Some(&mut opts))?;
-    let (mut added, mut deleted) = (false, false);
-    for d in diff.deltas() {
-        match d.status() {
-            Delta::Added => added = true,
-            Delta::Deleted => deleted = true,
-            _ => {}
-        }
-    }
-    if added && deleted {
-        diff.find_similar(Some(DiffFindOptions::new().renames(true)))?;
-    }
+    diff.find_similar(Some(DiffFindOptions::new().renames(true)))?;
     let path = |f: git2::DiffFile<'_>| f.path().map(|p| p.to_string_lossy().replace('\\', "/"));
     Ok(diff
         .deltas()
         .map(|d| {
-            let status = d.status();
+            let status = match d.status() {
+                Delta::Typechange => Delta::Modified,
+                s => s,
+            };
             DeltaInfo {
                 status,
                 old_path: (status != Delta::Added).then(|| path(d.old_file())).flatten(),
@@ -1638,6 +1693,83 @@ fn collect_deltas(repo: &Repo, old: Option<Oid>, new: Option<Oid>) -> Result<Vec
             }
         })
         .collect())
+}
+
+/// Orders entries as git does: a tree's name compares as if it ended with `/`.
+fn git_order(a: &git2::TreeEntry<'_>, b: &git2::TreeEntry<'_>) -> std::cmp::Ordering {
+    fn key<'e>(e: &'e git2::TreeEntry<'_>) -> impl Iterator<Item = u8> + 'e {
+        let slash = (e.kind() == Some(git2::ObjectType::Tree)).then_some(b'/');
+        e.name_bytes().iter().copied().chain(slash)
+    }
+    key(a).cmp(key(b))
+}
+
+fn tree_changes(repo: &Repo, old: Option<Oid>, new: Option<Oid>, prefix: &str, out: &mut Vec<DeltaInfo>) -> Result<(), Error> {
+    if old == new {
+        return Ok(());
+    }
+    let git = repo.git();
+    let a = old.map(|t| git.find_tree(t)).transpose()?;
+    let b = new.map(|t| git.find_tree(t)).transpose()?;
+    let (na, nb) = (a.as_ref().map_or(0, |t| t.len()), b.as_ref().map_or(0, |t| t.len()));
+    let path = |e: &git2::TreeEntry<'_>| crate::units::join(prefix, &String::from_utf8_lossy(e.name_bytes()));
+    let is_tree = |e: &git2::TreeEntry<'_>| e.kind() == Some(git2::ObjectType::Tree);
+    let (mut i, mut j) = (0, 0);
+    while i < na || j < nb {
+        let x = a.as_ref().and_then(|t| t.get(i));
+        let y = b.as_ref().and_then(|t| t.get(j));
+        let ord = match (&x, &y) {
+            (Some(x), Some(y)) => git_order(x, y),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            _ => std::cmp::Ordering::Greater,
+        };
+        match (ord, x, y) {
+            (std::cmp::Ordering::Equal, Some(x), Some(y)) => {
+                if x.id() != y.id() || x.filemode() != y.filemode() {
+                    if is_tree(&x) && is_tree(&y) {
+                        tree_changes(repo, Some(x.id()), Some(y.id()), &path(&x), out)?;
+                    } else {
+                        out.push(DeltaInfo {
+                            status: Delta::Modified,
+                            old_path: Some(path(&x)),
+                            new_path: Some(path(&y)),
+                            new_oid: Some(y.id()),
+                        });
+                    }
+                }
+                i += 1;
+                j += 1;
+            }
+            (std::cmp::Ordering::Less, Some(x), _) => {
+                if is_tree(&x) {
+                    tree_changes(repo, Some(x.id()), None, &path(&x), out)?;
+                } else {
+                    out.push(DeltaInfo {
+                        status: Delta::Deleted,
+                        old_path: Some(path(&x)),
+                        new_path: None,
+                        new_oid: None,
+                    });
+                }
+                i += 1;
+            }
+            (_, _, Some(y)) => {
+                if is_tree(&y) {
+                    tree_changes(repo, None, Some(y.id()), &path(&y), out)?;
+                } else {
+                    out.push(DeltaInfo {
+                        status: Delta::Added,
+                        old_path: None,
+                        new_path: Some(path(&y)),
+                        new_oid: Some(y.id()),
+                    });
+                }
+                j += 1;
+            }
+            _ => break,
+        }
+    }
+    Ok(())
 }
 
 /// Whether a merge commit carries content of its own in these subtrees: a changed path

@@ -9,7 +9,7 @@ use quiver_core::{FileTree, Policy, TreeEntry};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 /// How many commits a merge may bring in before the author walk stops (the authors found
@@ -146,6 +146,18 @@ impl Repo {
     /// Opens the repository at `path` (a work tree, its `.git`, or a bare repository).
     pub fn open(path: impl AsRef<Path>) -> Result<Repo, Error> {
         let path = path.as_ref();
+        // libgit2 re-hashes every object it reads (SHA-1 with collision detection) unless
+        // told not to; git itself does not. Content integrity for endpoints comes from the
+        // sha256 computed here over the exact bytes, so skip the second hash.
+        git2::opts::strict_hash_verification(false);
+        // Keep trees and commits of any size in libgit2's object cache (by default only
+        // objects up to 4 KiB are cached, which excludes the library's top tree).
+        // SAFETY: sets a process-wide libgit2 option; no git2 call can be racing on it
+        // because it only affects which objects later lookups keep.
+        unsafe {
+            let _ = git2::opts::set_cache_object_limit(ObjectType::Tree, 4 << 20);
+            let _ = git2::opts::set_cache_object_limit(ObjectType::Commit, 64 << 10);
+        }
         let git = Repository::open(path).map_err(|e| Error::Open {
             path: path.display().to_string(),
             source: e,
@@ -399,32 +411,89 @@ impl Repo {
         }
     }
 
-    /// Authors of a change: for a merge, the authors of the commits it brings in
-    /// (reachable from parents 2.. but not from the first parent, at most
-    /// [`MERGE_AUTHOR_WALK_CAP`] commits), plus the merge commit's own author when
-    /// `merger_wrote` (the merge carries content of its own); for any other commit, its
-    /// author.
-    pub fn change_authors(&self, facts: &CommitFacts, merger_wrote: bool) -> Result<Vec<Person>, Error> {
-        let mut authors = Vec::new();
+    /// The commits a merge brings in: reachable from parents 2.. but not from the first
+    /// parent, at most [`MERGE_AUTHOR_WALK_CAP`], each with its author.
+    ///
+    /// `known` may hold commits known to be reachable from the first parent; when it holds
+    /// *all* of them (`known_is_complete`), a plain walk that stops at them is exact. Else a
+    /// short walk that must end at the first parent is tried, then libgit2's revwalk with
+    /// the first parent hidden.
+    pub fn merge_walk(&self, parents: &[Oid], known: &HashSet<Oid>, known_is_complete: bool) -> Result<MergeWalk, Error> {
+        let Some((&first, others)) = parents.split_first() else {
+            return Ok(MergeWalk::default());
+        };
+        if others.is_empty() {
+            return Ok(MergeWalk {
+                commits: Vec::new(),
+                complete: true,
+            });
+        }
+        let limit = if known_is_complete { MERGE_AUTHOR_WALK_CAP } else { 64 };
+        let mut out: Vec<(Oid, Person)> = Vec::new();
+        let mut seen: HashSet<Oid> = HashSet::new();
+        let mut stack: Vec<Oid> = others.to_vec();
+        let mut converged = true;
+        while let Some(x) = stack.pop() {
+            if x == first || known.contains(&x) || !seen.insert(x) {
+                continue;
+            }
+            if out.len() >= limit {
+                converged = false;
+                break;
+            }
+            let c = self.git.find_commit(x)?;
+            if c.parent_count() == 0 && !known_is_complete {
+                // Reached a root without meeting the first parent: not exact.
+                converged = false;
+                break;
+            }
+            out.push((x, person(&c.author())));
+            stack.extend(c.parent_ids());
+        }
+        if converged {
+            return Ok(MergeWalk {
+                commits: out,
+                complete: true,
+            });
+        }
+        let mut walk = self.git.revwalk()?;
+        for p in others {
+            walk.push(*p)?;
+        }
+        walk.hide(first)?;
+        let mut commits = Vec::new();
+        for oid in walk.by_ref().take(MERGE_AUTHOR_WALK_CAP) {
+            let oid = oid?;
+            commits.push((oid, person(&self.git.find_commit(oid)?.author())));
+        }
+        let complete = walk.next().is_none();
+        Ok(MergeWalk { commits, complete })
+    }
+
+    /// Authors of a change: for a merge, the authors of the commits it brings in (see
+    /// [`Repo::merge_walk`]) plus the merge commit's own author when `merger_wrote` (the
+    /// merge carries content of its own); for any other commit, its author.
+    pub fn change_authors(&self, facts: &CommitFacts, merger_wrote: bool, walk: &MergeWalk) -> Vec<Person> {
+        let mut authors: Vec<Person> = Vec::new();
         if merger_wrote || facts.parents.len() < 2 {
             authors.push(facts.author.clone());
         }
-        if facts.parents.len() > 1 {
-            let mut walk = self.git.revwalk()?;
-            for p in &facts.parents[1..] {
-                walk.push(*p)?;
-            }
-            walk.hide(facts.parents[0])?;
-            for oid in walk.take(MERGE_AUTHOR_WALK_CAP) {
-                let c = self.git.find_commit(oid?)?;
-                let p = person(&c.author());
-                if !authors.iter().any(|a| a.email.eq_ignore_ascii_case(&p.email)) {
-                    authors.push(p);
-                }
+        for (_, p) in &walk.commits {
+            if !authors.iter().any(|a| a.email.eq_ignore_ascii_case(&p.email)) {
+                authors.push(p.clone());
             }
         }
-        Ok(authors)
+        authors
     }
+}
+
+/// The commits a merge brings in.
+#[derive(Debug, Clone, Default)]
+pub struct MergeWalk {
+    /// Commits and their authors (at most [`MERGE_AUTHOR_WALK_CAP`]).
+    pub commits: Vec<(Oid, Person)>,
+    /// False when the cap cut the list short.
+    pub complete: bool,
 }
 
 /// `Approved-by:` / `Reviewed-by:` trailers of a commit message (`Name <email>` or a bare

@@ -533,7 +533,10 @@ impl Device {
     /// verifies and whose files (for this device) all match their digests. Checked with the
     /// catalog crate directly, not the agent's code.
     pub fn assert_current(&self, key: &PublicKey, serial: u64) {
-        assert_eq!(verify_current(&self.state(), key, &self.labels), Some(serial));
+        assert_eq!(
+            verify_current(&self.state(), key, &self.labels),
+            Some(serial)
+        );
     }
 
     pub fn pointer(&self) -> Option<Value> {
@@ -545,11 +548,7 @@ impl Device {
 
 /// Independent check of the invariant: `None` if there is no current.json; panics if it names
 /// anything but a complete, verifying snapshot.
-pub fn verify_current(
-    state: &Path,
-    key: &PublicKey,
-    labels: &[(String, String)],
-) -> Option<u64> {
+pub fn verify_current(state: &Path, key: &PublicKey, labels: &[(String, String)]) -> Option<u64> {
     let ptr: Value = serde_json::from_slice(&std::fs::read(state.join("current.json")).ok()?)
         .expect("current.json is JSON");
     let serial = ptr["serial"].as_u64().expect("serial");

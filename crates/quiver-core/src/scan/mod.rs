@@ -555,7 +555,7 @@ impl Scanner {
                 if let Some(err) = &parsed.error {
                     self.syntax_finding(sink, rel, text, lang, interpreters, err, parsed.error_count);
                 }
-                hits.extend(self.rules.match_commands(lang, &parsed.commands));
+                hits.extend(self.rules.match_commands(lang, text, &parsed.commands));
             }
         }
         // One finding per rule: a rule with both a pattern and commands may hit twice.

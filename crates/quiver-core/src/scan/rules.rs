@@ -304,7 +304,7 @@ impl CompiledRules {
     }
 
     /// The command rules that match the commands of an entry file of `lang`.
-    pub fn match_commands(&self, lang: Language, commands: &[Command]) -> Vec<Hit> {
+    pub fn match_commands(&self, lang: Language, text: &str, commands: &[Command]) -> Vec<Hit> {
         let Some(rules) = lang_index(lang).map(|i| &self.commands[i]) else {
             return Vec::new();
         };
@@ -318,7 +318,12 @@ impl CompiledRules {
                     continue;
                 }
                 // Pseudo-commands match on their own; a named command must pass the args.
-                if !special && !rule.args.as_ref().is_none_or(|re| re.is_match(&c.args)) {
+                if !special
+                    && !rule
+                        .args
+                        .as_ref()
+                        .is_none_or(|re| re.is_match(&syntax::args_text(lang, text, c)))
+                {
                     continue;
                 }
                 match &mut hit {

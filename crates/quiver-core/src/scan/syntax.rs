@@ -137,8 +137,8 @@ fn normalize_shell(raw: &str) -> String {
 pub(crate) struct Command {
     /// Normalised name, when it is known.
     pub name: Option<String>,
-    /// The argument text and the rest of the pipeline after the command.
-    pub args: String,
+    /// Where the argument text and the rest of the pipeline after the command are.
+    pub args: std::ops::Range<usize>,
     /// Byte offset of the command in the parsed text.
     pub offset: usize,
     /// Invoked with `&`/`.` (or `$(…)` in shell) under a name computed at run time.
@@ -179,13 +179,13 @@ pub(crate) fn parse(lang: Language, text: &str, want_commands: bool) -> Option<P
     let mut parsed = Parsed::default();
     let mut commands = Vec::new();
     let mut assignments = Vec::new();
-    walk(&tree, want_commands, |node| {
+    walk(&tree, want_commands, |node, ancestors| {
         if node.is_error() || node.is_missing() {
             parsed.error_count += 1;
         }
         if want_commands {
             match node.kind() {
-                "command" => commands.push(node),
+                "command" => commands.push((node, args_end(lang, node, ancestors))),
                 "assignment_expression" if lang == Language::Powershell => assignments.push(node),
                 _ => {}
             }
@@ -205,13 +205,16 @@ pub(crate) fn parse(lang: Language, text: &str, want_commands: bool) -> Option<P
 
 /// Visits nodes in document order without recursion (trees can be deep); with
 /// `all == false` only the subtrees holding errors are entered.
-fn walk<'t>(tree: &'t Tree, all: bool, mut visit: impl FnMut(Node<'t>)) {
+fn walk<'t>(tree: &'t Tree, all: bool, mut visit: impl FnMut(Node<'t>, &[Node<'t>])) {
     let mut cursor = tree.walk();
+    // The ancestors of the current node (tracked here: `Node::parent` walks from the root).
+    let mut stack: Vec<Node<'t>> = Vec::new();
     loop {
         let node = cursor.node();
-        visit(node);
+        visit(node, &stack);
         let enter = all || node.has_error();
         if enter && cursor.goto_first_child() {
+            stack.push(node);
             continue;
         }
         loop {
@@ -221,8 +224,24 @@ fn walk<'t>(tree: &'t Tree, all: bool, mut visit: impl FnMut(Node<'t>)) {
             if !cursor.goto_parent() {
                 return;
             }
+            stack.pop();
         }
     }
+}
+
+/// Where a command's "arguments and rest of the statement" end: the end of its
+/// pipeline (and, in shell, of the redirections around it).
+fn args_end(lang: Language, node: Node<'_>, ancestors: &[Node<'_>]) -> usize {
+    let mut end = node.end_byte();
+    for a in ancestors.iter().rev() {
+        match (lang, a.kind()) {
+            (Language::Powershell, "pipeline_chain") => return a.end_byte(),
+            (Language::Powershell, _) => return end,
+            (_, "redirected_statement" | "pipeline") => end = a.end_byte(),
+            _ => return end,
+        }
+    }
+    end
 }
 
 fn first_error(root: Node<'_>) -> Option<Node<'_>> {
@@ -351,6 +370,16 @@ fn unwrap(mut node: Node<'_>) -> Node<'_> {
         }
     }
     node
+}
+
+/// The argument text of a command, as `args_pattern` sees it: for PowerShell without
+/// backtick escapes and line continuations.
+pub(crate) fn args_text(lang: Language, text: &str, command: &Command) -> String {
+    let raw = text.get(command.args.clone()).unwrap_or("");
+    match lang {
+        Language::Powershell => unescape_ps(raw),
+        _ => raw.to_string(),
+    }
 }
 
 /// Removes backtick escapes and line continuations from argument text.
@@ -573,10 +602,10 @@ impl<'a> PsCommands<'a> {
         }
     }
 
-    fn collect(mut self, commands: &[Node<'_>]) -> Vec<Command> {
+    fn collect(mut self, commands: &[(Node<'_>, usize)]) -> Vec<Command> {
         // Aliases first: PowerShell resolves them at run time, so definition order within
         // the file hardly matters for what an attacker can hide.
-        for c in commands {
+        for (c, _) in commands {
             if let Some(n) = c.child_by_field_name("command_name")
                 && n.kind() == "command_name"
                 && matches!(normalize_ps(self.node_text(n), None).as_str(), "set-alias" | "new-alias")
@@ -584,21 +613,19 @@ impl<'a> PsCommands<'a> {
                 self.record_alias(*c);
             }
         }
-        commands.iter().filter_map(|c| self.command(*c)).collect()
+        commands
+            .iter()
+            .filter_map(|(c, end)| self.command(*c, *end))
+            .collect()
     }
 
-    fn command(&self, node: Node<'_>) -> Option<Command> {
+    fn command(&self, node: Node<'_>, end: usize) -> Option<Command> {
         let name_node = node.child_by_field_name("command_name")?;
         let (name, computed, escaped) = self.name_of(name_node);
-        // Arguments and the rest of the pipeline (`iwr … | iex`).
-        let end = match node.parent() {
-            Some(p) if p.kind() == "pipeline_chain" => p.end_byte(),
-            _ => node.end_byte(),
-        };
-        let args = unescape_ps(self.text.get(name_node.end_byte()..end).unwrap_or(""));
         Some(Command {
             name,
-            args,
+            // Arguments and the rest of the pipeline (`iwr … | iex`).
+            args: name_node.end_byte()..end.max(name_node.end_byte()),
             offset: node.start_byte(),
             computed,
             escaped,
@@ -692,23 +719,13 @@ impl<'a> PsCommands<'a> {
 // ---------------------------------------------------------------------------------------
 // Shell
 
-fn shell_commands(text: &str, commands: &[Node<'_>]) -> Vec<Command> {
+fn shell_commands(text: &str, commands: &[(Node<'_>, usize)]) -> Vec<Command> {
     let mut out = Vec::new();
-    for node in commands {
+    for &(node, end) in commands {
         let Some(name_node) = node.child_by_field_name("name") else {
             continue;
         };
         let raw = text.get(name_node.byte_range()).unwrap_or("");
-        // The rest of the statement: redirections and the pipeline after the command.
-        let mut end = node.end_byte();
-        let mut up = node.parent();
-        while let Some(p) = up {
-            if !matches!(p.kind(), "redirected_statement" | "pipeline") {
-                break;
-            }
-            end = p.end_byte();
-            up = p.parent();
-        }
         let has_kind = |kind: &str| {
             let mut c = name_node.walk();
             let found = name_node
@@ -731,7 +748,7 @@ fn shell_commands(text: &str, commands: &[Node<'_>]) -> Vec<Command> {
         let name = (!dynamic).then(|| normalize_shell(raw));
         out.push(Command {
             name: name.clone(),
-            args: text.get(name_node.end_byte()..end).unwrap_or("").to_string(),
+            args: name_node.end_byte()..end.max(name_node.end_byte()),
             offset: node.start_byte(),
             computed,
             escaped,
@@ -764,7 +781,7 @@ fn shell_commands(text: &str, commands: &[Node<'_>]) -> Vec<Command> {
                 }
                 out.push(Command {
                     name: Some(normalize_shell(t)),
-                    args: text.get(a.end_byte()..end).unwrap_or("").to_string(),
+                    args: a.end_byte()..end.max(a.end_byte()),
                     offset: a.start_byte(),
                     computed: false,
                     escaped: false,
@@ -835,7 +852,8 @@ mod tests {
 
     #[test]
     fn shell_names_wrappers_and_pipelines() {
-        let p = parse(Language::Shell, "curl -fsSL http://x | sudo -u root sh -s\nc\\url x\n$(echo Y3VybA== | base64 -d) x\n\"$PY\" x\n", true).unwrap();
+        let text = "curl -fsSL http://x | sudo -u root sh -s\nc\\url x\n$(echo Y3VybA== | base64 -d) x\n\"$PY\" x\n";
+        let p = parse(Language::Shell, text, true).unwrap();
         let got: Vec<_> = p.commands.iter().map(|c| (c.name.clone(), c.computed, c.escaped)).collect();
         assert!(got.contains(&(n("curl"), false, false)));
         assert!(got.contains(&(n("sh"), false, false)));
@@ -843,7 +861,7 @@ mod tests {
         assert!(got.contains(&(None, true, false)));
         assert!(got.contains(&(None, false, false)));
         let curl = p.commands.iter().find(|c| c.name.as_deref() == Some("curl")).unwrap();
-        assert_eq!(curl.args, " -fsSL http://x | sudo -u root sh -s");
+        assert_eq!(args_text(Language::Shell, text, curl), " -fsSL http://x | sudo -u root sh -s");
     }
 
     #[test]

@@ -715,6 +715,93 @@ fn every_default_rule_is_documented_and_builtins_are_listed() {
     assert!(!RULES.contains(&literal) && !docs.contains(&literal));
 }
 
+/// `cargo test --release -p quiver-core -- --ignored bench_library --nocapture`
+#[test]
+#[ignore]
+fn bench_library() {
+    let ps_lines = [
+        "$procs = Get-Process | Where-Object { $_.CPU -gt 10 } | Select-Object Name, Id, Path",
+        "foreach ($p in $procs) { Write-Output (\"{0}`t{1}`t{2}\" -f $p.Name, $p.Id, $p.Path) }",
+        "$conns = Get-NetTCPConnection -State Established | Sort-Object RemoteAddress",
+        "if ($conns.Count -gt 0) { $conns | Export-Csv -NoTypeInformation -Path $Out }",
+        "Get-ItemProperty HKLM:\\Software\\Microsoft\\Windows\\CurrentVersion\\Run | Format-List",
+        "# collect the scheduled tasks, read-only",
+        "$tasks = Get-ScheduledTask | Where-Object State -ne 'Disabled'",
+    ];
+    let sh_lines = [
+        "ps -eo pid,ppid,user,lstart,cmd --sort=start_time | head -n 200",
+        "for f in /etc/cron.d/* /var/spool/cron/*; do [ -f \"$f\" ] && cat \"$f\"; done",
+        "ss -tanp 2>/dev/null | awk 'NR>1 {print $4, $5, $6}' | sort | uniq -c",
+        "if [ -d \"$HOME/.ssh\" ]; then ls -la \"$HOME/.ssh\"; fi",
+        "# list the enabled units, read-only",
+        "systemctl list-unit-files --state=enabled --no-pager",
+        "find /tmp /var/tmp -xdev -type f -mtime -2 -printf '%T@ %p\\n' 2>/dev/null | sort -n | tail -50",
+    ];
+    let size = 50_000;
+    let mut tree = FileTree::new();
+    let mut total = 0;
+    for i in 0..2000 {
+        let (ext, interp, platform, lines) = if i % 2 == 0 {
+            ("ps1", "powershell", "windows", &ps_lines)
+        } else {
+            ("sh", "bash", "linux", &sh_lines)
+        };
+        let mut text = if ext == "sh" { "#!/bin/sh\n".to_string() } else { String::new() };
+        let mut k = i;
+        while text.len() < size {
+            text.push_str(lines[k % lines.len()]);
+            text.push('\n');
+            k += 3;
+        }
+        total += text.len();
+        tree.insert_file(
+            format!("s{i:04}/script.toml"),
+            format!("name = \"s{i:04}\"\nplatforms = [\"{platform}\"]\n[entry.{platform}]\nfile = \"run.{ext}\"\ninterpreter = \"{interp}\"\n"),
+        );
+        // Half the bytes in entries, half in helper files that are only searched.
+        let (entry, helper) = text.split_at(text.len() / 2);
+        tree.insert_file(format!("s{i:04}/run.{ext}"), entry.to_string());
+        tree.insert_file(format!("s{i:04}/lib.{ext}"), helper.to_string());
+    }
+    let p = policy("");
+    let lib = Library::assemble("lib", &tree, &p);
+    let scanner = Scanner::new(&p).unwrap();
+    for threads in [1, 2] {
+        let s = Scanner::new(&p).unwrap().with_threads(threads);
+        let t0 = std::time::Instant::now();
+        let r = s.scan_library(&lib);
+        eprintln!("{threads} thread(s): {} MB in {:?}, {} findings", total / 1_000_000, t0.elapsed(), r.findings.len());
+    }
+    // The regex pass alone, for comparison with a grep over the same bytes.
+    let t0 = std::time::Instant::now();
+    let mut hits = 0;
+    for s in &lib.scripts {
+        for (rel, e) in &s.files {
+            if let TreeEntry::File { bytes, .. } = e {
+                hits += scanner.rules.match_text(Language::from_path(rel), bytes).len();
+            }
+        }
+    }
+    eprintln!("regex only, 1 thread: {:?} ({hits} hits)", t0.elapsed());
+    // Parsing alone.
+    for want in [false, true] {
+        for ext in ["run.ps1", "run.sh"] {
+            let t0 = std::time::Instant::now();
+            let (mut errors, mut commands, mut bytes_parsed) = (0, 0, 0);
+            for s in &lib.scripts {
+                if let Some(TreeEntry::File { bytes, .. }) = s.files.get(ext) {
+                    let lang = Language::from_path(ext);
+                    let p = syntax::parse(lang, std::str::from_utf8(bytes).unwrap(), want).unwrap();
+                    errors += p.error_count;
+                    commands += p.commands.len();
+                    bytes_parsed += bytes.len();
+                }
+            }
+            eprintln!("parse {ext} (commands: {want}), 1 thread: {} MB in {:?}, {errors} errors, {commands} commands", bytes_parsed / 1_000_000, t0.elapsed());
+        }
+    }
+}
+
 #[test]
 #[ignore]
 fn timing_probe() {

@@ -57,7 +57,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
-                println!("{:<24} {:<8} {:<9} {:<8} {:<22} GROUPS", "ID", "PLATFORM", "STATE", "SERIAL", "LAST CHECK-IN");
+                println!(
+                    "{:<24} {:<8} {:<9} {:<8} {:<22} GROUPS",
+                    "ID", "PLATFORM", "STATE", "SERIAL", "LAST CHECK-IN"
+                );
                 for a in &agents {
                     println!(
                         "{:<24} {:<8} {:<9} {:<8} {:<22} {}",
@@ -79,12 +82,20 @@ pub fn run(args: Args) -> Result<ExitCode> {
             if !store.revoke_agent(&id, now)? {
                 bail!("no enrolled agent `{id}` (see `quiver agents list`)");
             }
-            let by = format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()));
+            let by = format!(
+                "cli:{}",
+                std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+            );
             store.audit(
                 &AuditLog::new(config.audit_log()),
                 vec![(
                     Some(format!("agent.revoked:{id}")),
-                    AuditEvent::new("agent.revoked", vec![by], format!("agent:{id}"), json!({"agent": id})),
+                    AuditEvent::new(
+                        "agent.revoked",
+                        vec![by],
+                        format!("agent:{id}"),
+                        json!({"agent": id}),
+                    ),
                 )],
                 now,
             )?;

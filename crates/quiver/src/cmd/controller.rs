@@ -29,7 +29,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(quiver_controller::serve::run(controller, shutdown_signal()))?;
+    let result = rt.block_on(quiver_controller::serve::run(controller, shutdown_signal()));
+    // Background tasks were told to stop; do not wait for idle blocking threads.
+    rt.shutdown_timeout(std::time::Duration::from_millis(500));
+    result?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -43,9 +43,13 @@ fn side(index: &Index, repo: &Repo, rec: &ScriptRecord, spec: &str) -> Result<Ve
         return Ok(rec.deployed_version().map(refs).unwrap_or_default());
     }
     if let Some(n) = spec.strip_prefix('v').and_then(|n| n.parse::<u32>().ok()) {
-        let v = rec
-            .version(n)
-            .ok_or_else(|| anyhow!("`{}` has no version v{n} (it has {})", rec.name, rec.versions.len()))?;
+        let v = rec.version(n).ok_or_else(|| {
+            anyhow!(
+                "`{}` has no version v{n} (it has {})",
+                rec.name,
+                rec.versions.len()
+            )
+        })?;
         return Ok(refs(v));
     }
     let commit = if spec == "head" {
@@ -61,7 +65,11 @@ fn side(index: &Index, repo: &Repo, rec: &ScriptRecord, spec: &str) -> Result<Ve
 pub fn run(args: Args) -> Result<ExitCode> {
     let Indexed { repo, index, .. } = open_indexed(&args.repo, args.json)?;
     let Some(rec) = index.script(&args.script) else {
-        bail!("no script `{}` in the history of `{}`", args.script, index.config.branch);
+        bail!(
+            "no script `{}` in the history of `{}`",
+            args.script,
+            index.config.branch
+        );
     };
     let old = side(&index, &repo, rec, &args.from)?;
     let new = side(&index, &repo, rec, &args.to)?;
@@ -74,8 +82,18 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let mut any = false;
     for f in files.iter().filter(|f| f.status != FileStatus::Unchanged) {
         any = true;
-        let enc = |s: &Option<quiver_git::diff::Side>| s.as_ref().map(|s| s.encoding.clone()).unwrap_or_else(|| "-".into());
-        println!("=== {} ({:?}; {} → {})", f.path, f.status, enc(&f.old), enc(&f.new));
+        let enc = |s: &Option<quiver_git::diff::Side>| {
+            s.as_ref()
+                .map(|s| s.encoding.clone())
+                .unwrap_or_else(|| "-".into())
+        };
+        println!(
+            "=== {} ({:?}; {} → {})",
+            f.path,
+            f.status,
+            enc(&f.old),
+            enc(&f.new)
+        );
         if let Some(n) = &f.note {
             println!("{n}");
         }
@@ -84,7 +102,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
     }
     if !any {
-        println!("no differences between {} and {} of {}", args.from, args.to, rec.name);
+        println!(
+            "no differences between {} and {} of {}",
+            args.from, args.to, rec.name
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -36,7 +36,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let records: Vec<&ScriptRecord> = match &args.script {
         Some(s) => match index.script(s) {
             Some(r) => vec![r],
-            None => bail!("no script `{s}` in the history of `{}` (names and folders are case-sensitive)", index.config.branch),
+            None => bail!(
+                "no script `{s}` in the history of `{}` (names and folders are case-sensitive)",
+                index.config.branch
+            ),
         },
         None => index.scripts.values().collect(),
     };
@@ -60,14 +63,28 @@ pub fn run(args: Args) -> Result<ExitCode> {
             } else {
                 format!(" (moved from {})", r.renamed_from.join(", "))
             };
-            println!("{} — {}/{}{moved} — {}", r.name, index.config.library, r.dir, r.state().as_str());
+            println!(
+                "{} — {}/{}{moved} — {}",
+                r.name,
+                index.config.library,
+                r.dir,
+                r.state().as_str()
+            );
             if let Some(reason) = r.reason() {
                 println!("  {reason}");
             }
             for v in r.versions.iter().rev() {
                 let authors: Vec<String> = v.authors.iter().map(|a| a.to_string()).collect();
-                let approvers = if v.approvers.is_empty() { "-".to_string() } else { v.approvers.join(", ") };
-                let deployed = if r.deployed == Some(v.number) { "  (deployed)" } else { "" };
+                let approvers = if v.approvers.is_empty() {
+                    "-".to_string()
+                } else {
+                    v.approvers.join(", ")
+                };
+                let deployed = if r.deployed == Some(v.number) {
+                    "  (deployed)"
+                } else {
+                    ""
+                };
                 println!(
                     "  v{:<3} {} {}  {}{deployed}\n        by {} · approved by {} ({:?}) · digest {}",
                     v.number,
@@ -83,5 +100,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
             println!();
         }
     }
-    Ok(if rewrite.is_some() { ExitCode::from(EXIT_REWRITE) } else { ExitCode::SUCCESS })
+    Ok(if rewrite.is_some() {
+        ExitCode::from(EXIT_REWRITE)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

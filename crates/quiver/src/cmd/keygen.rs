@@ -24,7 +24,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
     // Check both first so a refusal never leaves half a pair behind.
     for p in [&secret, &public] {
         if p.exists() {
-            anyhow::bail!("{}: already exists; refusing to overwrite a key", p.display());
+            anyhow::bail!(
+                "{}: already exists; refusing to overwrite a key",
+                p.display()
+            );
         }
     }
     let keys = KeyPair::generate()?;

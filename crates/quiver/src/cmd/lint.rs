@@ -14,7 +14,7 @@ mod sarif;
 use anyhow::{Context, bail};
 use quiver_core::policy::{BUILTIN_CHECKS, LoadedPolicy};
 use quiver_core::scan::{Finding, Scanner};
-use quiver_core::{ConfigError, Library, Policy, Severity};
+use quiver_core::{ConfigError, Language, Library, Policy, Severity};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{IsTerminal, Write};
@@ -54,6 +54,8 @@ pub enum Format {
 pub const POLICY_INVALID: &str = "policy.invalid";
 /// Rule id for manifests that do not parse (a built-in scanner check).
 pub const MANIFEST_INVALID: &str = "manifest.invalid";
+/// Rule id for library files that belong to no script (a lint-level check).
+pub const UNCLAIMED: &str = "library.unclaimed";
 
 /// Everything a report shows.
 #[derive(Debug, Default, Serialize)]
@@ -178,7 +180,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let lib_dir = args.path.as_path();
     match std::fs::metadata(lib_dir) {
         Ok(m) if m.is_dir() => {}
-        Ok(_) => bail!("{} is not a folder; name the library folder", lib_dir.display()),
+        Ok(_) => bail!(
+            "{} is not a folder; name the library folder",
+            lib_dir.display()
+        ),
         Err(e) => bail!(
             "library folder {} not found ({e}); run `quiver lint PATH` with the folder that holds the scripts",
             lib_dir.display()
@@ -198,8 +203,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let paths = Paths {
         root: read::display_path(lib_dir),
-        root_in_repo: read::repo_relative(lib_dir)
-            .unwrap_or_else(|| read::display_path(lib_dir)),
+        root_in_repo: read::repo_relative(lib_dir).unwrap_or_else(|| read::display_path(lib_dir)),
         policies: read::display_path(&policies_dir),
         policies_in_repo: read::repo_relative(&policies_dir)
             .unwrap_or_else(|| read::display_path(&policies_dir)),
@@ -277,7 +281,14 @@ fn lint(lib_dir: &Path, policies_dir: &Path, paths: &Paths) -> anyhow::Result<Ou
         }],
         ..Default::default()
     };
-    let (files, mut errors) = read::read_policies(policies_dir, &paths.policies)?;
+    outcome.rules.push(sarif::RuleDoc {
+        id: UNCLAIMED.to_string(),
+        short: "a library file that belongs to no script and is never delivered".to_string(),
+        help: "add a script.toml to its folder or a [[discovery]] rule that claims it, or move it out of the library".to_string(),
+        severity: None,
+    });
+    let read::PolicyFiles { files, mut errors } =
+        read::read_policies(policies_dir, &paths.policies)?;
     if files.is_empty() && errors.is_empty() {
         outcome.warnings.push(ConfigError::new(
             quiver_core::Location::file(paths.policies.clone()),
@@ -299,12 +310,14 @@ fn lint(lib_dir: &Path, policies_dir: &Path, paths: &Paths) -> anyhow::Result<Ou
         }
     };
     outcome.warnings.extend(warnings);
-    outcome.rules.extend(policy.rules.iter().map(|r| sarif::RuleDoc {
-        id: r.id.clone(),
-        short: r.message.clone(),
-        help: r.help.clone(),
-        severity: Some(r.severity),
-    }));
+    outcome
+        .rules
+        .extend(policy.rules.iter().map(|r| sarif::RuleDoc {
+            id: r.id.clone(),
+            short: r.message.clone(),
+            help: r.help.clone(),
+            severity: Some(r.severity),
+        }));
     outcome
         .rules
         .extend(BUILTIN_CHECKS.iter().map(|(id, what)| sarif::RuleDoc {
@@ -338,6 +351,7 @@ fn lint(lib_dir: &Path, policies_dir: &Path, paths: &Paths) -> anyhow::Result<Ou
         .map(|s| (s.name.clone(), read::join_display(&paths.root, &s.dir)))
         .collect();
     add_broken_manifests(&mut outcome.findings, &lib);
+    add_unclaimed(&mut outcome.findings, &lib);
     state_real_sizes(&mut outcome.findings, &read.truncated, &paths.root, cap - 1);
     // Group by script, library-wide findings last; keep the scanner's order within.
     outcome
@@ -371,6 +385,53 @@ fn add_broken_manifests(findings: &mut Vec<Finding>, lib: &Library) {
                 waiver: None,
             });
         }
+    }
+}
+
+/// Files outside every script folder and claimed by no discovery rule are never
+/// delivered: most likely a forgotten `script.toml`. A warning for anything that looks
+/// like a script, a note for documents; a `.git` folder is reported once, not per object.
+fn add_unclaimed(findings: &mut Vec<Finding>, lib: &Library) {
+    let mut git_dirs = BTreeSet::new();
+    for path in &lib.unclaimed {
+        let git = path
+            .match_indices(".git/")
+            .map(|(i, _)| i)
+            .find(|&i| i == 0 || path.as_bytes()[i - 1] == b'/');
+        let (file, severity, message) = match git {
+            Some(i) => {
+                let dir = &path[..i + 4];
+                if !git_dirs.insert(dir.to_string()) {
+                    continue;
+                }
+                (
+                    dir.to_string(),
+                    Severity::Warn,
+                    "a git folder inside the library, outside every script".to_string(),
+                )
+            }
+            None => {
+                let severity = match Language::from_path(path) {
+                    Language::Text => Severity::Info,
+                    _ => Severity::Warn,
+                };
+                (
+                    path.clone(),
+                    severity,
+                    "belongs to no script (no script.toml in its folder or above it, and no discovery rule claims it), so it is never delivered".to_string(),
+                )
+            }
+        };
+        findings.push(Finding {
+            rule: UNCLAIMED.to_string(),
+            severity,
+            original_severity: severity,
+            script: None,
+            location: quiver_core::Location::file(file),
+            message,
+            help: "add a script.toml to its folder or a [[discovery]] rule that claims it, or move it out of the library".to_string(),
+            waiver: None,
+        });
     }
 }
 

@@ -59,7 +59,10 @@ fn print(report: &ReconcileReport, json: bool) -> Result<ExitCode> {
     } else {
         let serial = report.serial.map_or("none".to_string(), |s| s.to_string());
         let head = report.head.as_deref().unwrap_or("unknown");
-        println!("{}: serial {serial}, head {head} ({} ms)", report.outcome, report.duration_ms);
+        println!(
+            "{}: serial {serial}, head {head} ({} ms)",
+            report.outcome, report.duration_ms
+        );
         if let Some(e) = &report.error {
             println!("degraded: {e}");
         }
@@ -79,7 +82,11 @@ fn remote(target: &Target, path: &str) -> Result<ExitCode> {
         .context("--server needs a member token (--token or QUIVER_TOKEN)")?;
     let client = super::run::client()?;
     let url = format!("{}{path}", server.trim_end_matches('/'));
-    let resp = client.post(&url).bearer_auth(token).send().with_context(|| format!("POST {url}"))?;
+    let resp = client
+        .post(&url)
+        .bearer_auth(token)
+        .send()
+        .with_context(|| format!("POST {url}"))?;
     let status = resp.status();
     let body = resp.text()?;
     if !status.is_success() || status.as_u16() == 202 {
@@ -103,7 +110,10 @@ pub fn run_rewrite(args: RewriteArgs) -> Result<ExitCode> {
         return remote(&target, "/v1/rewrite/ack");
     }
     let by = by.unwrap_or_else(|| {
-        format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()))
+        format!(
+            "cli:{}",
+            std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+        )
     });
     let controller = super::controller::open(&target.config)?;
     controller

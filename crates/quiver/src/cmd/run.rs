@@ -61,7 +61,10 @@ pub fn error_text(body: &str) -> String {
 }
 
 fn finished(s: RunStatus) -> bool {
-    !matches!(s, RunStatus::Pending | RunStatus::Dispatched | RunStatus::Running)
+    !matches!(
+        s,
+        RunStatus::Pending | RunStatus::Dispatched | RunStatus::Running
+    )
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
@@ -104,7 +107,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let mut delay = Duration::from_millis(250);
     while !finished(run.status) {
         if Instant::now() > deadline {
-            bail!("run {} did not finish within {:?} (status {:?})", run.id, args.timeout, run.status);
+            bail!(
+                "run {} did not finish within {:?} (status {:?})",
+                run.id,
+                args.timeout,
+                run.status
+            );
         }
         std::thread::sleep(delay);
         delay = (delay * 2).min(Duration::from_secs(3));
@@ -127,7 +135,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
             "run {}: {:?}, exit code {}",
             run.id,
             run.status,
-            r.and_then(|r| r.exit_code).map_or("none".into(), |c| c.to_string())
+            r.and_then(|r| r.exit_code)
+                .map_or("none".into(), |c| c.to_string())
         );
         if let Some(r) = r {
             if !r.stdout_tail.is_empty() {

@@ -34,18 +34,23 @@ pub enum Command {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let Command::List { server, device, limit, json } = args.command;
+    let Command::List {
+        server,
+        device,
+        limit,
+        json,
+    } = args.command;
     let base = server.server.trim_end_matches('/');
-    let mut query = vec![("limit", limit.to_string())];
+    let mut url = format!("{base}/v1/runs?limit={limit}");
     if let Some(d) = device {
-        query.push(("device", d));
+        // Device ids are letters, digits, '-', '_' and '.': nothing to escape.
+        url.push_str(&format!("&device={d}"));
     }
     let resp = client()?
-        .get(format!("{base}/v1/runs"))
-        .query(&query)
+        .get(&url)
         .bearer_auth(&server.token)
         .send()
-        .with_context(|| format!("GET {base}/v1/runs"))?;
+        .with_context(|| format!("GET {url}"))?;
     let status = resp.status();
     let body = resp.text()?;
     if !status.is_success() {
@@ -56,15 +61,24 @@ pub fn run(args: Args) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&runs)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:<29} {:<20} {:<24} {:<10} {:<6} {:<12} REQUESTED", "ID", "DEVICE", "SCRIPT", "STATUS", "EXIT", "BY");
+    println!(
+        "{:<29} {:<20} {:<24} {:<10} {:<6} {:<12} REQUESTED",
+        "ID", "DEVICE", "SCRIPT", "STATUS", "EXIT", "BY"
+    );
     for r in runs {
         println!(
             "{:<29} {:<20} {:<24} {:<10} {:<6} {:<12} {}",
             r.id,
             r.device,
             format!("{}@v{}", r.script, r.version.unwrap_or(0)),
-            serde_json::to_value(r.status).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
-            r.result.as_ref().and_then(|x| x.exit_code).map_or("-".into(), |c| c.to_string()),
+            serde_json::to_value(r.status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            r.result
+                .as_ref()
+                .and_then(|x| x.exit_code)
+                .map_or("-".into(), |c| c.to_string()),
             r.requested_by,
             quiver_controller::audit::format_time(r.requested_at)
         );

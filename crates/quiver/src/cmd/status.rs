@@ -75,7 +75,8 @@ pub fn open_indexed(args: &RepoArgs, json: bool) -> Result<Indexed> {
     let config = args.config();
     let mut index = match &args.index {
         Some(path) if path.exists() && !args.accept_rewrite => {
-            let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            let bytes =
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
             match Index::from_json(&bytes) {
                 Ok(i) if i.config == config => i,
                 Ok(_) => Index::new(config.clone()),
@@ -90,7 +91,9 @@ pub fn open_indexed(args: &RepoArgs, json: bool) -> Result<Indexed> {
     let bar = (!json && std::io::stderr().is_terminal()).then(|| {
         let bar = indicatif::ProgressBar::new(0);
         bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-        if let Ok(style) = indicatif::ProgressStyle::with_template("indexing {pos}/{len} commits {wide_bar} {eta}") {
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("indexing {pos}/{len} commits {wide_bar} {eta}")
+        {
             bar.set_style(style);
         }
         bar
@@ -119,10 +122,15 @@ pub fn open_indexed(args: &RepoArgs, json: bool) -> Result<Indexed> {
         && let Some(path) = &args.index
     {
         let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, index.to_json()).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::write(&tmp, index.to_json())
+            .with_context(|| format!("writing {}", tmp.display()))?;
         std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     }
-    Ok(Indexed { repo, index, rewrite })
+    Ok(Indexed {
+        repo,
+        index,
+        rewrite,
+    })
 }
 
 /// Arguments of `quiver status`.
@@ -170,10 +178,16 @@ pub fn run(args: Args) -> Result<ExitCode> {
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        let short = |s: &Option<String>| s.as_deref().map(|s| s[..10.min(s.len())].to_string()).unwrap_or_else(|| "-".into());
+        let short = |s: &Option<String>| {
+            s.as_deref()
+                .map(|s| s[..10.min(s.len())].to_string())
+                .unwrap_or_else(|| "-".into())
+        };
         if let Some(r) = &rewrite {
             println!("ALERT: {r}");
-            println!("showing the last good state; rerun with --accept-rewrite to index the new history\n");
+            println!(
+                "showing the last good state; rerun with --accept-rewrite to index the new history\n"
+            );
         }
         println!(
             "branch {} at {} · policy from {} (trust: {})",
@@ -188,14 +202,38 @@ pub fn run(args: Args) -> Result<ExitCode> {
         if let Some(d) = &index.policy.drift {
             println!("policy drifted: {}", d.reason);
         }
-        let width = index.scripts.values().map(|r| r.name.len()).max().unwrap_or(6).max(6);
-        println!("{:width$}  {:7}  {:8}  REASON", "SCRIPT", "VERSION", "STATE");
+        let width = index
+            .scripts
+            .values()
+            .map(|r| r.name.len())
+            .max()
+            .unwrap_or(6)
+            .max(6);
+        println!(
+            "{:width$}  {:7}  {:8}  REASON",
+            "SCRIPT", "VERSION", "STATE"
+        );
         for r in index.scripts.values() {
-            let version = r.deployed.map(|n| format!("v{n}")).unwrap_or_else(|| "-".into());
+            let version = r
+                .deployed
+                .map(|n| format!("v{n}"))
+                .unwrap_or_else(|| "-".into());
             let state = r.state();
-            let reason = if state == State::Approved { String::new() } else { r.reason().unwrap_or_default() };
-            println!("{:width$}  {version:7}  {:8}  {reason}", r.name, state.as_str());
+            let reason = if state == State::Approved {
+                String::new()
+            } else {
+                r.reason().unwrap_or_default()
+            };
+            println!(
+                "{:width$}  {version:7}  {:8}  {reason}",
+                r.name,
+                state.as_str()
+            );
         }
     }
-    Ok(if rewrite.is_some() { ExitCode::from(EXIT_REWRITE) } else { ExitCode::SUCCESS })
+    Ok(if rewrite.is_some() {
+        ExitCode::from(EXIT_REWRITE)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -26,16 +26,15 @@ pub enum Command {
 
 /// Arguments of `quiver token create`.
 #[derive(clap::Args, Debug)]
-#[group(required = true, multiple = false, id = "kind")]
 pub struct CreateArgs {
     /// The controller's configuration file.
     #[arg(long, default_value = "quiver.toml")]
     pub config: PathBuf,
     /// An enrollment token for endpoints (`quiver-agent enroll`).
-    #[arg(long, group = "kind")]
+    #[arg(long, conflicts_with = "member", required_unless_present = "member")]
     pub enroll: bool,
     /// An API token for this member (must be a member in the policy in effect).
-    #[arg(long, group = "kind", value_name = "ID")]
+    #[arg(long, value_name = "ID")]
     pub member: Option<String>,
     /// How long an enrollment token stays valid.
     #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
@@ -50,7 +49,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let config = quiver_controller::config::Config::load(&a.config)?;
     let store = quiver_controller::state::Store::open(&config.state_db())?;
     let now = OffsetDateTime::now_utc();
-    let by = format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()));
+    let by = format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    );
     let audit = quiver_controller::audit::AuditLog::new(config.audit_log());
     let mut store = store;
     if a.enroll {
@@ -61,15 +63,25 @@ pub fn run(args: Args) -> Result<ExitCode> {
         let token = store.create_enroll_token(expires, a.uses, now)?;
         store.audit(
             &audit,
-            vec![(None, AuditEvent::new("token.created", vec![by], "enroll",
-                json!({"kind": "enroll", "uses": a.uses,
+            vec![(
+                None,
+                AuditEvent::new(
+                    "token.created",
+                    vec![by],
+                    "enroll",
+                    json!({"kind": "enroll", "uses": a.uses,
                        "expires": quiver_controller::audit::format_time(expires),
-                       "token_sha256": quiver_controller::state::token_hash(&token)})))],
+                       "token_sha256": quiver_controller::state::token_hash(&token)}),
+                ),
+            )],
             now,
         )?;
         println!("{token}");
-        eprintln!("enrollment token for {} endpoint(s), valid until {}; it is shown only once",
-            a.uses, quiver_controller::audit::format_time(expires));
+        eprintln!(
+            "enrollment token for {} endpoint(s), valid until {}; it is shown only once",
+            a.uses,
+            quiver_controller::audit::format_time(expires)
+        );
     } else if let Some(member) = a.member {
         // The member must exist in the policy in effect, read from the repository.
         let mut source = quiver_controller::gitsource::GitSource::new(&config);
@@ -77,16 +89,31 @@ pub fn run(args: Args) -> Result<ExitCode> {
             .desired_state()
             .map_err(|e| anyhow::anyhow!("reading the policy in effect: {e}"))?;
         if desired.policy.member(&member).is_none() {
-            let known: Vec<&str> = desired.policy.members.iter().map(|m| m.id.as_str()).collect();
-            bail!("no member `{member}` in the policy in effect (commit {}); known: {}",
-                desired.policy_commit, known.join(", "));
+            let known: Vec<&str> = desired
+                .policy
+                .members
+                .iter()
+                .map(|m| m.id.as_str())
+                .collect();
+            bail!(
+                "no member `{member}` in the policy in effect (commit {}); known: {}",
+                desired.policy_commit,
+                known.join(", ")
+            );
         }
         let token = store.create_member_token(&member, now)?;
         store.audit(
             &audit,
-            vec![(None, AuditEvent::new("token.created", vec![by], format!("member:{member}"),
-                json!({"kind": "member", "member": member,
-                       "token_sha256": quiver_controller::state::token_hash(&token)})))],
+            vec![(
+                None,
+                AuditEvent::new(
+                    "token.created",
+                    vec![by],
+                    format!("member:{member}"),
+                    json!({"kind": "member", "member": member,
+                       "token_sha256": quiver_controller::state::token_hash(&token)}),
+                ),
+            )],
             now,
         )?;
         println!("{token}");

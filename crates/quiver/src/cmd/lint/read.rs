@@ -113,17 +113,24 @@ fn is_executable(_meta: &fs::Metadata) -> bool {
     false
 }
 
-/// Reads the `*.toml` files directly under `dir` as `(display path, text)`; files that
-/// are not UTF-8 come back as errors rather than aborting the run.
-pub fn read_policies(
-    dir: &Path,
-    display: &str,
-) -> anyhow::Result<(Vec<(String, String)>, Vec<ConfigError>)> {
+/// Policy files as `(display path, text)`, and the files that could not be used.
+pub struct PolicyFiles {
+    /// Readable files, in name order.
+    pub files: Vec<(String, String)>,
+    /// Files that are not UTF-8.
+    pub errors: Vec<ConfigError>,
+}
+
+/// Reads the `*.toml` files directly under `dir`; files that are not UTF-8 come back as
+/// errors rather than aborting the run.
+pub fn read_policies(dir: &Path, display: &str) -> anyhow::Result<PolicyFiles> {
     let mut names: Vec<String> = Vec::new();
     for entry in fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
         let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let is_file = fs::metadata(entry.path()).map(|m| m.is_file()).unwrap_or(false);
+        let is_file = fs::metadata(entry.path())
+            .map(|m| m.is_file())
+            .unwrap_or(false);
         if is_file && name.to_ascii_lowercase().ends_with(".toml") {
             names.push(name);
         }
@@ -150,7 +157,7 @@ pub fn read_policies(
             )),
         }
     }
-    Ok((files, errors))
+    Ok(PolicyFiles { files, errors })
 }
 
 /// `display/name`, or `name` when `display` is empty.
@@ -209,7 +216,10 @@ mod tests {
 
     #[test]
     fn display_paths_are_normalised() {
-        assert_eq!(display_path(Path::new("./example-library/")), "example-library");
+        assert_eq!(
+            display_path(Path::new("./example-library/")),
+            "example-library"
+        );
         assert_eq!(display_path(Path::new(".")), "");
         assert_eq!(display_path(Path::new("a/b")), "a/b");
         assert_eq!(join_display("", "x.toml"), "x.toml");
