@@ -816,4 +816,57 @@ mod tests {
         assert!(log.contains("rewrite.detected") && log.contains("rewrite.acknowledged"));
         crate::audit::verify(&cfg.audit_log()).expect("chain");
     }
+
+    #[test]
+    fn retention_prunes_runs_and_audit_payloads_but_keeps_the_chain() {
+        use quiver_catalog::api::{RunRecord, RunResult, RunStatus};
+        let dir = tempfile::tempdir().expect("tmp");
+        let cfg = config(dir.path());
+        let c = Controller::open(cfg.clone(), Box::new(source("h1", 1, b"echo 1\n"))).expect("open");
+        assert_eq!(c.reconcile_blocking().outcome, "published");
+        let now = OffsetDateTime::now_utc();
+        let run = RunRecord {
+            id: "run-1".into(),
+            device: "d".into(),
+            script: "ps".into(),
+            version: Some(1),
+            params: BTreeMap::new(),
+            requested_by: "bob".into(),
+            status: RunStatus::Pending,
+            requested_at: now,
+            finished_at: None,
+            result: None,
+        };
+        let result = RunResult {
+            exit_code: Some(0),
+            duration_ms: 1,
+            timed_out: false,
+            stdout_tail: "secret output".into(),
+            stderr_tail: String::new(),
+            truncated: false,
+            output_sha256: sha256_hex(b"secret output"),
+            output_bytes: 13,
+            error: None,
+        };
+        {
+            let store = c.shared.store();
+            store.insert_run(&run, false).expect("run");
+            store.finish_run("run-1", RunStatus::Succeeded, &result, now).expect("finish");
+        }
+        // Default retention: output 30 days, records 90 days, audit payloads 365 days.
+        let in_40_days = now + time::Duration::days(40);
+        let p = crate::retention::run_once(&c.shared, in_40_days).expect("retention");
+        assert_eq!((p.outputs, p.runs, p.audit_payloads), (1, 0, 0));
+        let kept = c.shared.store().run("run-1").expect("db").expect("run");
+        assert_eq!(kept.result.expect("result").stdout_tail, "", "output pruned, record kept");
+        let in_400_days = now + time::Duration::days(400);
+        let p = crate::retention::run_once(&c.shared, in_400_days).expect("retention");
+        assert_eq!(p.runs, 1);
+        assert!(p.audit_payloads > 0);
+        assert!(c.shared.store().run("run-1").expect("db").is_none());
+        let log = std::fs::read_to_string(cfg.audit_log()).expect("log");
+        assert!(log.contains("\"details\":null"));
+        assert_eq!(log.matches("retention.pruned").count(), 3, "{log}");
+        crate::audit::verify(&cfg.audit_log()).expect("the chain still verifies");
+    }
 }
