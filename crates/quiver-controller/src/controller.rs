@@ -145,12 +145,17 @@ pub struct Doc {
     pub bytes: Bytes,
     /// Strong ETag: the quoted SHA-256 of the bytes.
     pub etag: String,
+    /// The same, ready to be a header.
+    pub etag_header: axum::http::HeaderValue,
 }
 
 impl Doc {
     fn new(bytes: &[u8]) -> Doc {
+        let etag = format!("\"{}\"", sha256_hex(bytes));
         Doc {
-            etag: format!("\"{}\"", sha256_hex(bytes)),
+            etag_header: axum::http::HeaderValue::from_str(&etag)
+                .expect("hex digits are a valid header value"),
+            etag,
             bytes: Bytes::copy_from_slice(bytes),
         }
     }
@@ -207,7 +212,7 @@ pub struct Degraded {
 /// A small bounded cache of blob bytes, so hot blobs are served from memory.
 #[derive(Debug, Default)]
 pub struct BlobCache {
-    inner: Mutex<(HashMap<String, Bytes>, usize)>,
+    inner: RwLock<(HashMap<String, Bytes>, usize)>,
 }
 
 impl BlobCache {
@@ -218,7 +223,7 @@ impl BlobCache {
 
     /// A cached blob.
     pub fn get(&self, digest: &str) -> Option<Bytes> {
-        self.inner.lock().ok()?.0.get(digest).cloned()
+        self.inner.read().ok()?.0.get(digest).cloned()
     }
 
     /// Keeps a blob if it fits.
@@ -226,7 +231,7 @@ impl BlobCache {
         if bytes.len() > Self::MAX_ITEM {
             return;
         }
-        if let Ok(mut g) = self.inner.lock()
+        if let Ok(mut g) = self.inner.write()
             && g.1 + bytes.len() <= Self::MAX_TOTAL
         {
             g.1 += bytes.len();
@@ -680,12 +685,18 @@ fn reconcile_inner(
         }
         Decision::Publish => {
             let publish = |e: crate::publish::PublishError| ReconcileError::Publish(e.to_string());
+            // Blobs first, all made durable before the catalog that names them.
+            let mut written = Vec::new();
             for (digest, oid) in &built.blobs {
                 if !w.publisher.has_blob(digest) {
                     let bytes = w.source.blob(oid).map_err(git)?;
-                    w.publisher.write_blob(digest, &bytes).map_err(publish)?;
+                    w.publisher
+                        .write_blob_unsynced(digest, &bytes)
+                        .map_err(publish)?;
+                    written.push(digest.clone());
                 }
             }
+            w.publisher.sync_blobs(&written).map_err(publish)?;
             let entries: Vec<String> = built
                 .catalog
                 .entries

@@ -94,11 +94,22 @@ impl From<crate::state::StateError> for Fail {
 type Result<T> = std::result::Result<T, Fail>;
 
 /// Builds the router.
+///
+/// The snapshot routes (documents, blobs, the catalog long poll) answer from memory without
+/// reading a body; they carry no timeout or body layers (the long poll bounds itself) and
+/// count their own metrics, because they are the hot path every endpoint hits. Everything
+/// else gets the body cap, the body and request timeouts and the counting middleware.
 pub fn router(shared: Arc<Shared>) -> Router {
     let cfg = &shared.config.server;
     let timeout = cfg.request_timeout;
+    let max_body = usize::try_from(cfg.max_body).unwrap_or(usize::MAX);
+    let snapshot = Router::new()
+        .route(ROUTE_CATALOG, get(catalog))
+        .route(ROUTE_CATALOG_SIG, get(catalog_sig))
+        .route(ROUTE_TIMESTAMP, get(timestamp))
+        .route(ROUTE_TIMESTAMP_SIG, get(timestamp_sig))
+        .route(ROUTE_BLOB, get(blob));
     let long = Router::new()
-        .route("/v1/catalog.json", get(catalog))
         .route("/v1/agents/{id}/poll", get(poll))
         .route("/v1/reconcile", post(trigger_reconcile))
         .route("/v1/rewrite/ack", post(rewrite_ack))
@@ -106,11 +117,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             MAX_WAIT + timeout,
         ));
-    let short = Router::new()
-        .route("/v1/catalog.json.minisig", get(catalog_sig))
-        .route("/v1/timestamp.json", get(timestamp))
-        .route("/v1/timestamp.json.minisig", get(timestamp_sig))
-        .route("/v1/blobs/sha256/{hex}", get(blob))
+    let api = Router::new()
         .route("/v1/enroll", post(enroll))
         .route("/v1/agents/{id}/checkin", post(checkin))
         .route("/v1/agents/{id}/runs", post(local_run))
@@ -127,9 +134,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             timeout,
-        ));
-    let max_body = usize::try_from(cfg.max_body).unwrap_or(usize::MAX);
-    short
+        ))
         .merge(long)
         .layer(middleware::from_fn_with_state(
             shared.clone(),
@@ -137,18 +142,29 @@ pub fn router(shared: Arc<Shared>) -> Router {
         ))
         .layer(RequestBodyTimeoutLayer::new(timeout))
         .layer(RequestBodyLimitLayer::new(max_body))
-        .layer(DefaultBodyLimit::max(max_body))
+        .layer(DefaultBodyLimit::max(max_body));
+    snapshot
+        .merge(api)
+        .fallback(not_found)
         .with_state(shared)
 }
 
+const ROUTE_CATALOG: &str = "/v1/catalog.json";
+const ROUTE_CATALOG_SIG: &str = "/v1/catalog.json.minisig";
+const ROUTE_TIMESTAMP: &str = "/v1/timestamp.json";
+const ROUTE_TIMESTAMP_SIG: &str = "/v1/timestamp.json.minisig";
+const ROUTE_BLOB: &str = "/v1/blobs/sha256/{hex}";
+
+async fn not_found(State(shared): S) -> Fail {
+    shared.metrics.http_request("unmatched", 404);
+    Fail::not_found("no such endpoint; see docs/api.md")
+}
+
 async fn count_requests(State(shared): S, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let resp = next.run(req).await;
-    shared.metrics.http_request(&route, resp.status().as_u16());
+    let route = route.as_ref().map_or("unmatched", |r| r.as_str());
+    shared.metrics.http_request(route, resp.status().as_u16());
     resp
 }
 
@@ -170,53 +186,69 @@ fn parse_wait(w: Option<&str>) -> Result<Duration> {
     }
 }
 
-fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
-    headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+fn not_modified(headers: &HeaderMap, etag: &[u8]) -> bool {
+    headers.get(header::IF_NONE_MATCH).is_some_and(|v| {
+        v.as_bytes()
+            .split(|b| *b == b',')
+            .map(<[u8]>::trim_ascii)
+            .any(|t| t == etag || t == b"*")
+    })
 }
 
 fn serve_bytes(
     headers: &HeaderMap,
     bytes: Bytes,
-    etag: &str,
+    etag: HeaderValue,
     content_type: &'static str,
     cache: &'static str,
 ) -> Response {
-    let mut builder = Response::builder()
-        .header(header::ETAG, etag)
-        .header(header::CACHE_CONTROL, cache);
-    if not_modified(headers, etag) {
-        return builder
-            .status(StatusCode::NOT_MODIFIED)
-            .body(Body::empty())
-            .unwrap_or_default();
-    }
-    builder = builder
-        .header(header::CONTENT_TYPE, content_type)
-        .header(header::CONTENT_LENGTH, bytes.len());
-    builder.body(Body::from(bytes)).unwrap_or_default()
+    let fresh = not_modified(headers, etag.as_bytes());
+    let mut resp = if fresh {
+        let mut r = Response::new(Body::empty());
+        *r.status_mut() = StatusCode::NOT_MODIFIED;
+        r
+    } else {
+        let len = HeaderValue::from(bytes.len());
+        let mut r = Response::new(Body::from(bytes));
+        let h = r.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        h.insert(header::CONTENT_LENGTH, len);
+        r
+    };
+    let h = resp.headers_mut();
+    h.insert(header::ETAG, etag);
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    resp
 }
 
-fn doc(shared: &Shared, headers: &HeaderMap, name: &str) -> Response {
-    let Some(served) = shared.served() else {
-        return Fail::new(
+fn doc(shared: &Shared, headers: &HeaderMap, name: &str, route: &str) -> Response {
+    let resp = match shared.served() {
+        None => Fail::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "no snapshot published yet",
             "not_ready",
         )
-        .into_response();
+        .into_response(),
+        Some(served) => match served.docs.get(name) {
+            None => Fail::not_found(name).into_response(),
+            Some(d) => {
+                let ctype = if name.ends_with(".json") {
+                    "application/json"
+                } else {
+                    "text/plain; charset=utf-8"
+                };
+                serve_bytes(
+                    headers,
+                    d.bytes.clone(),
+                    d.etag_header.clone(),
+                    ctype,
+                    "no-cache",
+                )
+            }
+        },
     };
-    let Some(d) = served.docs.get(name) else {
-        return Fail::not_found(name).into_response();
-    };
-    let ctype = if name.ends_with(".json") {
-        "application/json"
-    } else {
-        "text/plain; charset=utf-8"
-    };
-    serve_bytes(headers, d.bytes.clone(), &d.etag, ctype, "no-cache")
+    shared.metrics.http_request(route, resp.status().as_u16());
+    resp
 }
 
 async fn catalog(State(shared): S, Query(q): Query<WaitQuery>, headers: HeaderMap) -> Response {

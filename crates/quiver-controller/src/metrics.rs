@@ -8,7 +8,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::RwLock;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Reason {
@@ -45,6 +46,8 @@ pub struct Metrics {
     scripts: Family<State, Gauge>,
     agents: Family<SyncState, Gauge>,
     http: Family<Request, Counter>,
+    /// Counter handles by status and route, so counting a request allocates nothing.
+    http_cache: RwLock<HashMap<u16, HashMap<String, Counter>>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -117,6 +120,7 @@ impl Metrics {
             scripts,
             agents,
             http,
+            http_cache: RwLock::new(HashMap::new()),
         }
     }
 
@@ -165,12 +169,26 @@ impl Metrics {
 
     /// Counts an HTTP request.
     pub fn http_request(&self, route: &str, status: u16) {
-        self.http
+        if let Ok(cache) = self.http_cache.read()
+            && let Some(c) = cache.get(&status).and_then(|m| m.get(route))
+        {
+            c.inc();
+            return;
+        }
+        let counter = self
+            .http
             .get_or_create(&Request {
                 route: route.to_string(),
                 status,
             })
-            .inc();
+            .clone();
+        counter.inc();
+        if let Ok(mut cache) = self.http_cache.write() {
+            cache
+                .entry(status)
+                .or_default()
+                .insert(route.to_string(), counter);
+        }
     }
 
     /// The text exposition.

@@ -14,14 +14,15 @@
 
 use crate::Error;
 use crate::repo::{CommitFacts, FileRef, Person, Repo, VersionFile, short};
+use crate::rawtree::RawEntry;
 use crate::units::{Unit, UnitContent, UnitFinder, all_units, read_unit};
-use git2::{Delta, DiffFindOptions, DiffOptions, Oid};
+use git2::{Delta, Oid};
 use quiver_core::approval::{ChangeContext, Evidence, ForgeReview, Judgement, Target, judge, removal_held};
 use quiver_core::policy::EvidenceKind;
 use quiver_core::scan::Scanner;
 use quiver_core::{Library, Manifest, Policy, Risk};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 /// Version of the index's JSON format.
@@ -801,16 +802,23 @@ impl Index {
         forge: &dyn ForgeReviews,
         report: &mut UpdateReport,
     ) -> Result<(), Error> {
+        repo.trees().rotate();
         let commit = repo.git().find_commit(c)?;
-        let tree = commit.tree()?;
+        let tree = commit.tree_id();
         let ptree = match commit.parent_id(0) {
-            Ok(p) => Some(repo.git().find_commit(p)?.tree()?),
+            Ok(p) => Some(repo.git().find_commit(p)?.tree_id()),
             Err(_) => None,
         };
-        let lib_new = repo.subtree_id(&tree, &self.config.library);
-        let lib_old = ptree.as_ref().and_then(|t| repo.subtree_id(t, &self.config.library));
-        let pol_new = repo.subtree_id(&tree, &self.config.policies);
-        let pol_old = ptree.as_ref().and_then(|t| repo.subtree_id(t, &self.config.policies));
+        let sub = |t: Option<Oid>, path: &str| -> Result<Option<Oid>, Error> {
+            match t {
+                Some(t) => repo.subtree(t, path),
+                None => Ok(None),
+            }
+        };
+        let lib_new = sub(Some(tree), &self.config.library)?;
+        let lib_old = sub(ptree, &self.config.library)?;
+        let pol_new = sub(Some(tree), &self.config.policies)?;
+        let pol_old = sub(ptree, &self.config.policies)?;
         if lib_new == lib_old && pol_new == pol_old {
             return Ok(());
         }
@@ -960,20 +968,23 @@ impl Index {
         deltas: &[DeltaInfo],
         report: &mut UpdateReport,
     ) -> Result<(), Error> {
-        let git = repo.git();
-        let old_tree = lib_old.map(|t| git.find_tree(t)).transpose()?;
-        let new_tree = lib_new.map(|t| git.find_tree(t)).transpose()?;
         let policy = self.rt.policy.clone();
-        let mut old_units = UnitFinder::new(repo, old_tree.as_ref());
-        let mut new_units = UnitFinder::new(repo, new_tree.as_ref());
+        let mut old_units = UnitFinder::new(repo, lib_old);
+        let mut new_units = UnitFinder::new(repo, lib_new);
         let mut affected: BTreeSet<Unit> = BTreeSet::new();
         let mut present_new: BTreeSet<Unit> = BTreeSet::new();
         let mut renames: BTreeMap<Unit, Unit> = BTreeMap::new();
         let mut manifest_dirs: BTreeSet<String> = BTreeSet::new();
         for d in deltas {
             let (old_path, new_path) = (d.old_path.clone(), d.new_path.clone());
-            let ou = old_path.as_deref().and_then(|p| old_units.unit_of(p, &policy));
-            let nu = new_path.as_deref().and_then(|p| new_units.unit_of(p, &policy));
+            let ou = match old_path.as_deref() {
+                Some(p) => old_units.unit_of(p, &policy)?,
+                None => None,
+            };
+            let nu = match new_path.as_deref() {
+                Some(p) => new_units.unit_of(p, &policy)?,
+                None => None,
+            };
             for p in old_path.iter().chain(new_path.iter()) {
                 if p == quiver_core::library::MANIFEST || p.ends_with("/script.toml") {
                     manifest_dirs.insert(p.rsplit_once('/').map(|(d, _)| d.to_string()).unwrap_or_default());
@@ -997,15 +1008,15 @@ impl Index {
         }
         // A manifest added or removed regroups the files around it.
         for dir in manifest_dirs {
-            for (finder, tree) in [(&mut old_units, &old_tree), (&mut new_units, &new_tree)] {
+            for (finder, tree) in [(&mut old_units, lib_old), (&mut new_units, lib_new)] {
                 let Some(tree) = tree else { continue };
-                let files = match repo.subtree_id(tree, &dir) {
+                let files = match repo.subtree(tree, &dir)? {
                     Some(id) => repo.list_files(id)?,
                     None => Vec::new(),
                 };
                 for f in files {
                     let p = crate::units::join(&dir, &f.path);
-                    if let Some(u) = finder.unit_of(&p, &policy) {
+                    if let Some(u) = finder.unit_of(&p, &policy)? {
                         affected.insert(u);
                     }
                 }
@@ -1531,10 +1542,9 @@ impl Index {
     /// Files of a script at any commit (its folder then, following moves), or `None` if
     /// it did not exist there.
     pub fn files_at(&self, repo: &Repo, record: &ScriptRecord, commit: Oid) -> Result<Option<Vec<FileRef>>, Error> {
-        let tree = repo.commit_tree(commit)?;
-        let lib = repo.subtree_id(&tree, &self.config.library);
-        let lib_tree = lib.map(|t| repo.git().find_tree(t)).transpose()?;
-        let finder = UnitFinder::new(repo, lib_tree.as_ref());
+        let tree = repo.git().find_commit(commit)?.tree_id();
+        let lib = repo.subtree(tree, &self.config.library)?;
+        let finder = UnitFinder::new(repo, lib);
         for dir in std::iter::once(&record.dir).chain(record.renamed_from.iter().rev()) {
             let unit = if record.discovered {
                 Unit::File(dir.clone())
@@ -1656,52 +1666,120 @@ pub(crate) struct DeltaInfo {
     status: Delta,
     old_path: Option<String>,
     new_path: Option<String>,
+    old_oid: Option<Oid>,
     new_oid: Option<Oid>,
 }
 
 /// The changes between two versions of a subtree. Trees are compared entry by entry and
 /// equal subtree ids are skipped, so the cost is the size of the change; renames are
-/// detected (libgit2 `find_similar`) only when something was both added and deleted.
+/// looked for only when something was both added and deleted (see [`find_renames`]).
 fn collect_deltas(repo: &Repo, old: Option<Oid>, new: Option<Oid>) -> Result<Vec<DeltaInfo>, Error> {
     let mut out = Vec::new();
     tree_changes(repo, old, new, "", &mut out)?;
     let added = out.iter().any(|d| d.status == Delta::Added);
     let deleted = out.iter().any(|d| d.status == Delta::Deleted);
-    if !(added && deleted) {
-        return Ok(out);
+    if added && deleted {
+        find_renames(repo, &mut out)?;
     }
-    let git = repo.git();
-    let old_tree = old.map(|t| git.find_tree(t)).transpose()?;
-    let new_tree = new.map(|t| git.find_tree(t)).transpose()?;
-    let mut opts = DiffOptions::new();
-    opts.include_typechange(true);
-    let mut diff = git.diff_tree_to_tree(old_tree.as_ref(), new_tree.as_ref(), Some(&mut opts))?;
-    diff.find_similar(Some(DiffFindOptions::new().renames(true)))?;
-    let path = |f: git2::DiffFile<'_>| f.path().map(|p| p.to_string_lossy().replace('\\', "/"));
-    Ok(diff
-        .deltas()
-        .map(|d| {
-            let status = match d.status() {
-                Delta::Typechange => Delta::Modified,
-                s => s,
-            };
-            DeltaInfo {
-                status,
-                old_path: (status != Delta::Added).then(|| path(d.old_file())).flatten(),
-                new_path: (status != Delta::Deleted).then(|| path(d.new_file())).flatten(),
-                new_oid: (status != Delta::Deleted).then(|| d.new_file().id()),
+    Ok(out)
+}
+
+/// Largest file compared for inexact renames.
+const RENAME_MAX_SIZE: usize = 256 * 1024;
+/// At most this many added × deleted pairs are compared by content.
+const RENAME_MAX_PAIRS: usize = 10_000;
+
+/// Pairs deleted and added files into renames, as git does: identical blobs first, then
+/// the most similar content (at least 50 % of lines in common, `similar`'s ratio) among
+/// files with the same name, then among all. A moved script folder is found through its
+/// `script.toml`, even when the manifest changed on the way.
+fn find_renames(repo: &Repo, deltas: &mut Vec<DeltaInfo>) -> Result<(), Error> {
+    let deleted: Vec<usize> = (0..deltas.len()).filter(|&i| deltas[i].status == Delta::Deleted).collect();
+    let added: Vec<usize> = (0..deltas.len()).filter(|&i| deltas[i].status == Delta::Added).collect();
+    let mut pairs: Vec<(usize, usize)> = Vec::new();
+    let mut used_old: HashSet<usize> = HashSet::new();
+    let mut used_new: HashSet<usize> = HashSet::new();
+    // Exact: same blob id.
+    let mut by_id: HashMap<Oid, Vec<usize>> = HashMap::new();
+    for &d in &deleted {
+        if let Some(id) = deltas[d].old_oid {
+            by_id.entry(id).or_default().push(d);
+        }
+    }
+    let name = |p: &Option<String>| p.as_deref().map(|p| p.rsplit('/').next().unwrap_or(p).to_string());
+    for &a in &added {
+        let Some(id) = deltas[a].new_oid else { continue };
+        if let Some(cands) = by_id.get_mut(&id) {
+            // Prefer the same file name.
+            let pos = cands
+                .iter()
+                .position(|&d| name(&deltas[d].old_path) == name(&deltas[a].new_path))
+                .unwrap_or(0);
+            if pos < cands.len() {
+                let d = cands.remove(pos);
+                pairs.push((d, a));
+                used_old.insert(d);
+                used_new.insert(a);
             }
-        })
-        .collect())
+        }
+    }
+    // Inexact: by content similarity, same file name first.
+    let rest_old: Vec<usize> = deleted.iter().copied().filter(|d| !used_old.contains(d)).collect();
+    let rest_new: Vec<usize> = added.iter().copied().filter(|a| !used_new.contains(a)).collect();
+    if !rest_old.is_empty() && !rest_new.is_empty() && rest_old.len() * rest_new.len() <= RENAME_MAX_PAIRS {
+        let text = |id: Option<Oid>| -> Option<String> {
+            let blob = repo.git().find_blob(id?).ok()?;
+            (blob.size() <= RENAME_MAX_SIZE && !blob.is_binary()).then(|| String::from_utf8_lossy(blob.content()).into_owned())
+        };
+        let olds: Vec<(usize, Option<String>)> = rest_old.iter().map(|&d| (d, text(deltas[d].old_oid))).collect();
+        let news: Vec<(usize, Option<String>)> = rest_new.iter().map(|&a| (a, text(deltas[a].new_oid))).collect();
+        let mut scored: Vec<(bool, f32, usize, usize)> = Vec::new();
+        for (d, ot) in &olds {
+            let Some(ot) = ot else { continue };
+            for (a, nt) in &news {
+                let Some(nt) = nt else { continue };
+                let ratio = similar::TextDiff::from_lines(ot.as_str(), nt.as_str()).ratio();
+                if ratio >= 0.5 {
+                    let same_name = name(&deltas[*d].old_path) == name(&deltas[*a].new_path);
+                    scored.push((same_name, ratio, *d, *a));
+                }
+            }
+        }
+        scored.sort_by(|x, y| y.0.cmp(&x.0).then(y.1.total_cmp(&x.1)));
+        for (_, _, d, a) in scored {
+            if used_old.contains(&d) || used_new.contains(&a) {
+                continue;
+            }
+            used_old.insert(d);
+            used_new.insert(a);
+            pairs.push((d, a));
+        }
+    }
+    if pairs.is_empty() {
+        return Ok(());
+    }
+    let mut drop: HashSet<usize> = HashSet::new();
+    for (d, a) in pairs {
+        let old_path = deltas[d].old_path.clone();
+        let old_oid = deltas[d].old_oid;
+        let n = &mut deltas[a];
+        n.status = Delta::Renamed;
+        n.old_path = old_path;
+        n.old_oid = old_oid;
+        drop.insert(d);
+    }
+    let mut i = 0;
+    deltas.retain(|_| {
+        let keep = !drop.contains(&i);
+        i += 1;
+        keep
+    });
+    Ok(())
 }
 
 /// Orders entries as git does: a tree's name compares as if it ended with `/`.
-fn git_order(a: &git2::TreeEntry<'_>, b: &git2::TreeEntry<'_>) -> std::cmp::Ordering {
-    fn key<'e>(e: &'e git2::TreeEntry<'_>) -> impl Iterator<Item = u8> + 'e {
-        let slash = (e.kind() == Some(git2::ObjectType::Tree)).then_some(b'/');
-        e.name_bytes().iter().copied().chain(slash)
-    }
-    key(a).cmp(key(b))
+fn git_order(a: &RawEntry<'_>, b: &RawEntry<'_>) -> std::cmp::Ordering {
+    crate::rawtree::git_cmp(a.name, a.is_tree(), b.name, b.is_tree())
 }
 
 fn tree_changes(repo: &Repo, old: Option<Oid>, new: Option<Oid>, prefix: &str, out: &mut Vec<DeltaInfo>) -> Result<(), Error> {
@@ -1709,62 +1787,80 @@ fn tree_changes(repo: &Repo, old: Option<Oid>, new: Option<Oid>, prefix: &str, o
         return Ok(());
     }
     let git = repo.git();
-    let a = old.map(|t| git.find_tree(t)).transpose()?;
-    let b = new.map(|t| git.find_tree(t)).transpose()?;
-    let (na, nb) = (a.as_ref().map_or(0, |t| t.len()), b.as_ref().map_or(0, |t| t.len()));
-    let path = |e: &git2::TreeEntry<'_>| crate::units::join(prefix, &String::from_utf8_lossy(e.name_bytes()));
-    let is_tree = |e: &git2::TreeEntry<'_>| e.kind() == Some(git2::ObjectType::Tree);
-    let (mut i, mut j) = (0, 0);
-    while i < na || j < nb {
-        let x = a.as_ref().and_then(|t| t.get(i));
-        let y = b.as_ref().and_then(|t| t.get(j));
+    let a = old.map(|t| repo.trees().read(git, t)).transpose()?;
+    let b = new.map(|t| repo.trees().read(git, t)).transpose()?;
+    let ab: &[u8] = a.as_deref().map_or(&[], |t| t.bytes());
+    let bb: &[u8] = b.as_deref().map_or(&[], |t| t.bytes());
+    // Unchanged entries are byte-identical and at the same offsets up to the first change:
+    // skip that common prefix entry by entry (one memchr each, no parsing).
+    let common = ab.iter().zip(bb.iter()).take_while(|(x, y)| x == y).count();
+    let mut off = 0;
+    while let Some(nul) = memchr::memchr(0, &ab[off..]) {
+        let end = off + nul + 21;
+        if end > common {
+            break;
+        }
+        off = end;
+    }
+    let mut xs = crate::rawtree::entries(&ab[off..]);
+    let mut ys = crate::rawtree::entries(&bb[off..]);
+    let (mut x, mut y) = (xs.next(), ys.next());
+    let path = |e: &RawEntry<'_>| crate::units::join(prefix, &e.name_str());
+    loop {
         let ord = match (&x, &y) {
             (Some(x), Some(y)) => git_order(x, y),
             (Some(_), None) => std::cmp::Ordering::Less,
-            _ => std::cmp::Ordering::Greater,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => break,
         };
         match (ord, x, y) {
-            (std::cmp::Ordering::Equal, Some(x), Some(y)) => {
-                if x.id() != y.id() || x.filemode() != y.filemode() {
-                    if is_tree(&x) && is_tree(&y) {
-                        tree_changes(repo, Some(x.id()), Some(y.id()), &path(&x), out)?;
+            (std::cmp::Ordering::Equal, Some(xe), Some(ye)) => {
+                if xe.id != ye.id || xe.mode != ye.mode {
+                    if xe.is_tree() && ye.is_tree() {
+                        tree_changes(repo, Some(xe.oid()), Some(ye.oid()), &path(&xe), out)?;
                     } else {
                         out.push(DeltaInfo {
                             status: Delta::Modified,
-                            old_path: Some(path(&x)),
-                            new_path: Some(path(&y)),
-                            new_oid: Some(y.id()),
+                            old_path: Some(path(&xe)),
+                            new_path: Some(path(&ye)),
+                            old_oid: Some(xe.oid()),
+                            new_oid: Some(ye.oid()),
                         });
                     }
+                } else if xs.rest() == ys.rest() {
+                    // Everything after an unchanged entry is unchanged too.
+                    break;
                 }
-                i += 1;
-                j += 1;
+                x = xs.next();
+                y = ys.next();
             }
-            (std::cmp::Ordering::Less, Some(x), _) => {
-                if is_tree(&x) {
-                    tree_changes(repo, Some(x.id()), None, &path(&x), out)?;
+            (std::cmp::Ordering::Less, Some(xe), _) => {
+                if xe.is_tree() {
+                    tree_changes(repo, Some(xe.oid()), None, &path(&xe), out)?;
                 } else {
                     out.push(DeltaInfo {
                         status: Delta::Deleted,
-                        old_path: Some(path(&x)),
+                        old_path: Some(path(&xe)),
                         new_path: None,
+                        old_oid: Some(xe.oid()),
                         new_oid: None,
                     });
                 }
-                i += 1;
+                x = xs.next();
             }
-            (_, _, Some(y)) => {
-                if is_tree(&y) {
-                    tree_changes(repo, None, Some(y.id()), &path(&y), out)?;
+            (_, _, Some(ye)) => {
+                if ye.is_tree() {
+                    tree_changes(repo, None, Some(ye.oid()), &path(&ye), out)?;
                 } else {
                     out.push(DeltaInfo {
                         status: Delta::Added,
                         old_path: None,
-                        new_path: Some(path(&y)),
-                        new_oid: Some(y.id()),
+                        new_path: Some(path(&ye)),
+                        old_oid: None,
+                        new_oid: Some(ye.oid()),
                     });
                 }
-                j += 1;
+                y = ys.next();
             }
             _ => break,
         }
@@ -1779,16 +1875,33 @@ fn merge_has_own_content(repo: &Repo, facts: &CommitFacts, areas: &[(&String, &V
     let git = repo.git();
     let mut others = Vec::new();
     for p in &facts.parents[1..] {
-        others.push(git.find_commit(*p)?.tree()?);
+        others.push(git.find_commit(*p)?.tree_id());
     }
+    let blob_in = |tree: Oid, path: &str| -> Result<Option<Oid>, Error> { Ok(repo.file_at(tree, path)?.map(|(o, _)| o)) };
+    let merge_tree = git.find_commit(facts.oid)?.tree_id();
     for (root, deltas) in areas {
+        if deltas.is_empty() {
+            continue;
+        }
+        // The usual case: the merge took the whole folder from a merged parent.
+        let mine = repo.subtree(merge_tree, root)?;
+        let mut same = false;
+        for t in &others {
+            same |= repo.subtree(*t, root)? == mine;
+        }
+        if same {
+            continue;
+        }
         for d in deltas.iter() {
             let Some(path) = d.new_path.as_deref().or(d.old_path.as_deref()) else { continue };
             let full = crate::units::join(root.trim_matches('/'), path);
-            let taken = others.iter().any(|t| {
-                let there = t.get_path(std::path::Path::new(&full)).ok().map(|e| e.id());
-                there == d.new_oid
-            });
+            let mut taken = false;
+            for t in &others {
+                if blob_in(*t, &full)? == d.new_oid {
+                    taken = true;
+                    break;
+                }
+            }
             if !taken {
                 return Ok(true);
             }
@@ -1796,7 +1909,11 @@ fn merge_has_own_content(repo: &Repo, facts: &CommitFacts, areas: &[(&String, &V
                 && let Some(old) = d.old_path.as_deref()
             {
                 let full_old = crate::units::join(root.trim_matches('/'), old);
-                if others.iter().all(|t| t.get_path(std::path::Path::new(&full_old)).is_ok()) {
+                let mut everywhere = true;
+                for t in &others {
+                    everywhere &= blob_in(*t, &full_old)?.is_some();
+                }
+                if everywhere {
                     return Ok(true);
                 }
             }

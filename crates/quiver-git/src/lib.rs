@@ -28,6 +28,7 @@
 
 pub mod diff;
 pub mod index;
+pub mod rawtree;
 pub mod repo;
 pub mod sig;
 pub mod units;

@@ -132,6 +132,8 @@ pub struct Repo {
     path: PathBuf,
     /// sha256 of blobs already read, by blob id (bounded).
     sha_cache: RefCell<HashMap<Oid, (String, u64)>>,
+    /// Raw trees of the current and previous commit.
+    trees: crate::rawtree::TreeCache,
 }
 
 impl std::fmt::Debug for Repo {
@@ -166,6 +168,7 @@ impl Repo {
             git,
             path: path.to_path_buf(),
             sha_cache: RefCell::new(HashMap::new()),
+            trees: Default::default(),
         })
     }
 
@@ -264,38 +267,33 @@ impl Repo {
 
     /// The id of the tree at `path` (`library`, `a/b`) inside `tree`, if it is a tree.
     pub fn subtree_id(&self, tree: &Tree<'_>, path: &str) -> Option<Oid> {
-        let path = path.trim_matches('/');
-        if path.is_empty() || path == "." {
-            return Some(tree.id());
-        }
-        let entry = tree.get_path(Path::new(path)).ok()?;
-        (entry.kind() == Some(ObjectType::Tree)).then(|| entry.id())
+        self.subtree(tree.id(), path).ok().flatten()
     }
 
-    /// Whether `path` inside the tree `tree` is a blob (or link).
-    pub(crate) fn blob_at(&self, tree: &Tree<'_>, path: &str) -> Option<(Oid, u32)> {
-        let entry = tree.get_path(Path::new(path)).ok()?;
-        (entry.kind() == Some(ObjectType::Blob)).then(|| (entry.id(), entry.filemode() as u32))
+    /// The id of the tree at `path` inside the tree `tree`, if it is a tree.
+    pub fn subtree(&self, tree: Oid, path: &str) -> Result<Option<Oid>, Error> {
+        Ok(self
+            .trees
+            .lookup(&self.git, tree, path)?
+            .and_then(|(oid, mode)| (mode == crate::rawtree::MODE_TREE).then_some(oid)))
+    }
+
+    /// The blob (or link, or gitlink) at `path` inside the tree `tree`, with its mode.
+    pub fn file_at(&self, tree: Oid, path: &str) -> Result<Option<(Oid, u32)>, Error> {
+        Ok(self
+            .trees
+            .lookup(&self.git, tree, path)?
+            .filter(|(_, mode)| *mode != crate::rawtree::MODE_TREE))
+    }
+
+    /// Raw tree cache; [`crate::rawtree::TreeCache::rotate`] it once per commit.
+    pub fn trees(&self) -> &crate::rawtree::TreeCache {
+        &self.trees
     }
 
     /// Every file under the tree `tree_id`, with paths relative to it (sorted).
     pub fn list_files(&self, tree_id: Oid) -> Result<Vec<FileRef>, Error> {
-        let tree = self.git.find_tree(tree_id)?;
-        let mut out = Vec::new();
-        tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
-            if entry.kind() == Some(ObjectType::Tree) {
-                return git2::TreeWalkResult::Ok;
-            }
-            let name = String::from_utf8_lossy(entry.name_bytes());
-            out.push(FileRef {
-                path: format!("{dir}{name}"),
-                mode: entry.filemode() as u32,
-                oid: entry.id().to_string(),
-            });
-            git2::TreeWalkResult::Ok
-        })?;
-        out.sort_by(|a, b| a.path.cmp(&b.path));
-        Ok(out)
+        self.trees.list_files(&self.git, tree_id)
     }
 
     /// sha256 and size of a blob's exact bytes (cached by blob id). For a gitlink, the

@@ -7,7 +7,7 @@
 
 use crate::Error;
 use crate::repo::{FileRef, Repo, VersionFile, content_digest};
-use git2::{Oid, Tree};
+use git2::Oid;
 use quiver_core::library::MANIFEST;
 use quiver_core::{FileTree, Policy};
 use sha2::{Digest, Sha256};
@@ -50,15 +50,15 @@ pub fn join(dir: &str, rel: &str) -> String {
 }
 
 /// Answers "which unit holds this path" for one library tree, memoising manifest lookups.
-pub struct UnitFinder<'r, 't> {
+pub struct UnitFinder<'r> {
     repo: &'r Repo,
-    tree: Option<&'t Tree<'r>>,
+    tree: Option<Oid>,
     manifests: HashMap<String, bool>,
 }
 
-impl<'r, 't> UnitFinder<'r, 't> {
+impl<'r> UnitFinder<'r> {
     /// A finder over a library tree (`None` when the library folder does not exist).
-    pub fn new(repo: &'r Repo, tree: Option<&'t Tree<'r>>) -> Self {
+    pub fn new(repo: &'r Repo, tree: Option<Oid>) -> Self {
         UnitFinder {
             repo,
             tree,
@@ -66,36 +66,36 @@ impl<'r, 't> UnitFinder<'r, 't> {
         }
     }
 
-    fn has_manifest(&mut self, dir: &str) -> bool {
+    fn has_manifest(&mut self, dir: &str) -> Result<bool, Error> {
         let Some(tree) = self.tree else {
-            return false;
+            return Ok(false);
         };
         if let Some(&hit) = self.manifests.get(dir) {
-            return hit;
+            return Ok(hit);
         }
-        let hit = self.repo.blob_at(tree, &join(dir, MANIFEST)).is_some();
+        let hit = self.repo.file_at(tree, &join(dir, MANIFEST))?.is_some();
         self.manifests.insert(dir.to_string(), hit);
-        hit
+        Ok(hit)
     }
 
     /// The unit holding `path` (library-relative), if any.
-    pub fn unit_of(&mut self, path: &str, policy: &Policy) -> Option<Unit> {
-        if self.has_manifest("") {
-            return Some(Unit::Dir(String::new()));
+    pub fn unit_of(&mut self, path: &str, policy: &Policy) -> Result<Option<Unit>, Error> {
+        if self.has_manifest("")? {
+            return Ok(Some(Unit::Dir(String::new())));
         }
         let mut end = 0;
         while let Some(i) = path[end..].find('/') {
             let dir = &path[..end + i];
-            if self.has_manifest(dir) {
-                return Some(Unit::Dir(dir.to_string()));
+            if self.has_manifest(dir)? {
+                return Ok(Some(Unit::Dir(dir.to_string())));
             }
             end += i + 1;
         }
-        policy
+        Ok(policy
             .discovery
             .iter()
             .any(|r| r.is_match(path))
-            .then(|| Unit::File(path.to_string()))
+            .then(|| Unit::File(path.to_string())))
     }
 
     /// Files of a unit in this tree (paths relative to the unit), or `None` if absent.
@@ -105,15 +105,15 @@ impl<'r, 't> UnitFinder<'r, 't> {
         };
         match unit {
             Unit::Dir(d) => {
-                if self.repo.blob_at(tree, &join(d, MANIFEST)).is_none() {
+                if self.repo.file_at(tree, &join(d, MANIFEST))?.is_none() {
                     return Ok(None);
                 }
-                let Some(id) = self.repo.subtree_id(tree, d) else {
-                    return Ok(None);
-                };
-                Ok(Some(self.repo.list_files(id)?))
+                match self.repo.subtree(tree, d)? {
+                    Some(id) => Ok(Some(self.repo.list_files(id)?)),
+                    None => Ok(None),
+                }
             }
-            Unit::File(f) => Ok(self.repo.blob_at(tree, f).map(|(oid, mode)| {
+            Unit::File(f) => Ok(self.repo.file_at(tree, f)?.map(|(oid, mode)| {
                 vec![FileRef {
                     path: f.rsplit('/').next().unwrap_or(f).to_string(),
                     mode,

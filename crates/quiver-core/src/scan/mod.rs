@@ -13,7 +13,9 @@
 //!   automaton for all regex rules, and, if it is an entry, parsed once.
 //! - A finding names one file and one rule; a rule that matches many times in a file is
 //!   one finding at its first match, with the count in the message.
-//! - Nothing is cached between calls, so a scan depends only on the policy and the bytes.
+//! - Nothing is cached between calls except parse outcomes keyed by the SHA-256 of the
+//!   text, so a scan depends only on the policy and the bytes, and a rescan of a library
+//!   parses only the entries that changed.
 //! - Findings come out sorted by script, file, line and rule, whatever the thread count.
 
 pub mod encoding;
@@ -31,8 +33,10 @@ use globset::{Glob, GlobMatcher};
 use rules::{CompiledRules, Hit};
 use serde::Serialize;
 use signature::{PinnedKey, Verdict};
-use std::collections::BTreeMap;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 pub use rules::{COMPUTED as COMPUTED_COMMAND, ESCAPED as ESCAPED_COMMAND};
 
@@ -121,6 +125,16 @@ impl ScanReport {
     }
 }
 
+/// What parsing one entry text yields, independent of which script holds it.
+struct ParseOutcome {
+    error: Option<syntax::SyntaxError>,
+    error_count: usize,
+    hits: Vec<Hit>,
+}
+
+/// Parse outcomes kept by content; the cache is emptied when it reaches this size.
+const PARSE_CACHE_ENTRIES: usize = 50_000;
+
 struct CompiledWaiver {
     script: GlobMatcher,
     file: Option<GlobMatcher>,
@@ -132,6 +146,7 @@ struct CompiledWaiver {
 /// It is `Send + Sync`: one scanner can serve many threads.
 pub struct Scanner {
     limits: Limits,
+    parses: Mutex<HashMap<[u8; 32], Arc<ParseOutcome>>>,
     allowed_extensions: Option<Vec<String>>,
     keys: Vec<PinnedKey>,
     rules: CompiledRules,
@@ -285,6 +300,7 @@ impl Scanner {
         match (rules, keys) {
             (Ok(rules), Ok(keys)) if errors.is_empty() => Ok(Scanner {
                 limits: policy.limits.clone(),
+                parses: Mutex::new(HashMap::new()),
                 allowed_extensions: policy.validation.allowed_extensions.clone(),
                 keys,
                 rules,
@@ -551,11 +567,11 @@ impl Scanner {
                     ),
                     "split the script, or review its syntax by hand",
                 );
-            } else if let Some(parsed) = syntax::parse(lang, text, self.rules.has_commands(lang)) {
+            } else if let Some(parsed) = self.parse(lang, text) {
                 if let Some(err) = &parsed.error {
                     self.syntax_finding(sink, rel, text, lang, interpreters, err, parsed.error_count);
                 }
-                hits.extend(self.rules.match_commands(lang, text, &parsed.commands));
+                hits.extend(parsed.hits.iter().cloned());
             }
         }
         // One finding per rule: a rule with both a pattern and commands may hit twice.
@@ -577,6 +593,34 @@ impl Scanner {
             let at = hay.line_col(hit.offset);
             sink.push_at(&info.id, info.severity, rel, Some(at), message, info.help.clone());
         }
+    }
+
+    /// Parses an entry and matches the command rules, once per distinct content: the
+    /// outcome depends only on the language, the text and this scanner's rules, so it is
+    /// kept (keyed by the SHA-256 of the text) and a rescan parses only what changed.
+    fn parse(&self, lang: Language, text: &str) -> Option<Arc<ParseOutcome>> {
+        let key: [u8; 32] = {
+            let mut h = Sha256::new();
+            h.update([lang as u8]);
+            h.update(text.as_bytes());
+            h.finalize().into()
+        };
+        if let Some(hit) = self.parses.lock().ok()?.get(&key) {
+            return Some(hit.clone());
+        }
+        let parsed = syntax::parse(lang, text, self.rules.has_commands(lang))?;
+        let outcome = Arc::new(ParseOutcome {
+            hits: self.rules.match_commands(lang, text, &parsed.commands),
+            error: parsed.error,
+            error_count: parsed.error_count,
+        });
+        if let Ok(mut cache) = self.parses.lock() {
+            if cache.len() >= PARSE_CACHE_ENTRIES {
+                cache.clear();
+            }
+            cache.insert(key, outcome.clone());
+        }
+        Some(outcome)
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -250,7 +250,13 @@ impl CompiledRules {
                 continue;
             }
             match build(MatchKind::All, &lang_hirs) {
-                Ok(all) => sets[li] = Some(LanguageSet { all, rule_of, single }),
+                Ok(all) => {
+                    sets[li] = Some(LanguageSet {
+                        all,
+                        rule_of,
+                        single,
+                    })
+                }
                 Err(e) => errors.push(err(
                     "*",
                     format!("the {lang:?} rules do not compile together: {e}"),

@@ -60,6 +60,27 @@ pub fn error_text(body: &str) -> String {
         .unwrap_or_else(|_| body.trim().to_string())
 }
 
+/// The status as the API spells it (`succeeded`, `timed_out`, …).
+pub fn status_name(s: RunStatus) -> String {
+    serde_json::to_value(s)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// Percent-encodes a query value (everything but unreserved characters).
+pub fn query_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 fn finished(s: RunStatus) -> bool {
     !matches!(
         s,
@@ -132,9 +153,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
     } else {
         let r = run.result.as_ref();
         println!(
-            "run {}: {:?}, exit code {}",
+            "run {}: {}, exit code {}",
             run.id,
-            run.status,
+            status_name(run.status),
             r.and_then(|r| r.exit_code)
                 .map_or("none".into(), |c| c.to_string())
         );

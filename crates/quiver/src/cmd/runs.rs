@@ -5,7 +5,7 @@ use anyhow::{Context, Result, bail};
 use quiver_catalog::api::RunRecord;
 use std::process::ExitCode;
 
-use super::run::{Server, client, error_text};
+use super::run::{Server, client, error_text, query_escape, status_name};
 
 /// Arguments of `quiver runs`.
 #[derive(clap::Args, Debug)]
@@ -43,8 +43,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let base = server.server.trim_end_matches('/');
     let mut url = format!("{base}/v1/runs?limit={limit}");
     if let Some(d) = device {
-        // Device ids are letters, digits, '-', '_' and '.': nothing to escape.
-        url.push_str(&format!("&device={d}"));
+        url.push_str(&format!("&device={}", query_escape(&d)));
     }
     let resp = client()?
         .get(&url)
@@ -71,10 +70,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             r.id,
             r.device,
             format!("{}@v{}", r.script, r.version.unwrap_or(0)),
-            serde_json::to_value(r.status)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default(),
+            status_name(r.status),
             r.result
                 .as_ref()
                 .and_then(|x| x.exit_code)
