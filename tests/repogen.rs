@@ -26,15 +26,30 @@ pub struct Who {
 }
 
 /// Lead, may approve.
-pub const ALICE: Who = Who { name: "Alice Lead", email: "alice@example.org" };
+pub const ALICE: Who = Who {
+    name: "Alice Lead",
+    email: "alice@example.org",
+};
 /// Lead, may approve.
-pub const BOB: Who = Who { name: "Bob Lead", email: "bob@example.org" };
+pub const BOB: Who = Who {
+    name: "Bob Lead",
+    email: "bob@example.org",
+};
 /// Lead, may approve.
-pub const CAROL: Who = Who { name: "Carol Lead", email: "carol@example.org" };
+pub const CAROL: Who = Who {
+    name: "Carol Lead",
+    email: "carol@example.org",
+};
 /// Analyst: may not approve.
-pub const DAVE: Who = Who { name: "Dave Analyst", email: "dave@example.org" };
+pub const DAVE: Who = Who {
+    name: "Dave Analyst",
+    email: "dave@example.org",
+};
 /// Not a member.
-pub const MALLORY: Who = Who { name: "Mallory", email: "mallory@evil.example" };
+pub const MALLORY: Who = Who {
+    name: "Mallory",
+    email: "mallory@evil.example",
+};
 
 /// Members and roles used by generated repositories: alice, bob and carol are leads
 /// (author + approve), dave is an analyst (execute only).
@@ -138,7 +153,9 @@ impl TestRepo {
         let mut c = git_cmd(dir);
         c.args(["init", "-q", "-b", "main"]);
         run(c);
-        TestRepo { dir: dir.to_path_buf() }
+        TestRepo {
+            dir: dir.to_path_buf(),
+        }
     }
 
     /// Runs git with these arguments; returns stdout.
@@ -191,8 +208,14 @@ impl TestRepo {
 
     /// Writes a bash script folder `library/<name>/` (manifest + `<name>.sh`).
     pub fn bash_script(&self, name: &str, body: &str) -> &Self {
-        self.write(&format!("library/{name}/script.toml"), bash_manifest(name, &format!("{name}.sh")));
-        self.write(&format!("library/{name}/{name}.sh"), format!("#!/bin/bash\n{body}\n"))
+        self.write(
+            &format!("library/{name}/script.toml"),
+            bash_manifest(name, &format!("{name}.sh")),
+        );
+        self.write(
+            &format!("library/{name}/{name}.sh"),
+            format!("#!/bin/bash\n{body}\n"),
+        )
     }
 
     /// Commits everything as `who` on the current branch; returns the commit id.
@@ -210,7 +233,14 @@ impl TestRepo {
     /// A pull request: branch `name` from `main`, `change` applied and committed by
     /// `author`, merged into `main` with `--no-ff` by `merger` with one `Approved-by:`
     /// trailer per approver. Returns the merge commit.
-    pub fn pr(&self, name: &str, author: Who, change: impl FnOnce(&TestRepo), merger: Who, approvers: &[Who]) -> String {
+    pub fn pr(
+        &self,
+        name: &str,
+        author: Who,
+        change: impl FnOnce(&TestRepo),
+        merger: Who,
+        approvers: &[Who],
+    ) -> String {
         self.git(&["checkout", "-q", "-b", name, "main"]);
         change(self);
         self.commit(author, &format!("{name}: change"));
@@ -329,16 +359,26 @@ pub fn generate(dir: &Path, spec: &GenSpec) -> GenStats {
     writeln!(s, "committer {} <{}> {time} +0000", ALICE.name, ALICE.email).ok();
     let msg = "Initial library";
     writeln!(s, "data {}\n{msg}", msg.len()).ok();
-    data(&mut s, "policies/members.toml", "100644", MEMBERS_TOML.as_bytes());
-    for i in 0..spec.scripts {
+    data(
+        &mut s,
+        "policies/members.toml",
+        "100644",
+        MEMBERS_TOML.as_bytes(),
+    );
+    for (i, dir) in dirs.iter().enumerate() {
         let (file, bytes) = body(i, 0);
         let manifest = if is_ps(i) {
             ps_manifest(&format!("s{i:05}"), &file)
         } else {
             bash_manifest(&format!("s{i:05}"), &file)
         };
-        data(&mut s, &format!("library/{}/script.toml", dirs[i]), "100644", manifest.as_bytes());
-        data(&mut s, &format!("library/{}/{file}", dirs[i]), "100755", &bytes);
+        data(
+            &mut s,
+            &format!("library/{dir}/script.toml"),
+            "100644",
+            manifest.as_bytes(),
+        );
+        data(&mut s, &format!("library/{dir}/{file}"), "100755", &bytes);
     }
     let mut main_mark = mark;
     let mut stats = GenStats::default();
@@ -358,14 +398,24 @@ pub fn generate(dir: &Path, spec: &GenSpec) -> GenStats {
         } else {
             changes[i] += 1;
             let (file, bytes) = body(i, changes[i]);
-            data(&mut ops, &format!("library/{}/{file}", dirs[i]), "100755", &bytes);
+            data(
+                &mut ops,
+                &format!("library/{}/{file}", dirs[i]),
+                "100755",
+                &bytes,
+            );
         }
         let direct = spec.direct_every > 0 && n % spec.direct_every == 0;
         if direct {
             mark += 1;
             writeln!(s, "commit refs/heads/main\nmark :{mark}").ok();
             writeln!(s, "author {} <{}> {time} +0000", author.name, author.email).ok();
-            writeln!(s, "committer {} <{}> {time} +0000", author.name, author.email).ok();
+            writeln!(
+                s,
+                "committer {} <{}> {time} +0000",
+                author.name, author.email
+            )
+            .ok();
             let msg = format!("Direct change {n} to s{i:05}");
             writeln!(s, "data {}\n{msg}", msg.len()).ok();
             writeln!(s, "from :{main_mark}").ok();
@@ -377,15 +427,30 @@ pub fn generate(dir: &Path, spec: &GenSpec) -> GenStats {
             let topic = mark;
             writeln!(s, "commit refs/heads/topic\nmark :{topic}").ok();
             writeln!(s, "author {} <{}> {time} +0000", author.name, author.email).ok();
-            writeln!(s, "committer {} <{}> {time} +0000", author.name, author.email).ok();
+            writeln!(
+                s,
+                "committer {} <{}> {time} +0000",
+                author.name, author.email
+            )
+            .ok();
             let msg = format!("Change {n} to s{i:05}");
             writeln!(s, "data {}\n{msg}", msg.len()).ok();
             writeln!(s, "from :{main_mark}").ok();
             s.extend_from_slice(&ops);
             mark += 1;
             writeln!(s, "commit refs/heads/main\nmark :{mark}").ok();
-            writeln!(s, "author {} <{}> {time} +0000", approver.name, approver.email).ok();
-            writeln!(s, "committer {} <{}> {time} +0000", approver.name, approver.email).ok();
+            writeln!(
+                s,
+                "author {} <{}> {time} +0000",
+                approver.name, approver.email
+            )
+            .ok();
+            writeln!(
+                s,
+                "committer {} <{}> {time} +0000",
+                approver.name, approver.email
+            )
+            .ok();
             let msg = format!(
                 "Merge change {n}\n\nApproved-by: {} <{}>\n",
                 approver.name, approver.email
@@ -398,9 +463,16 @@ pub fn generate(dir: &Path, spec: &GenSpec) -> GenStats {
         }
     }
     let mut c = git_cmd(dir);
-    c.args(["fast-import", "--quiet"]).stdin(Stdio::piped()).stdout(Stdio::null());
+    c.args(["fast-import", "--quiet"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null());
     let mut child = c.spawn().expect("git fast-import");
-    child.stdin.take().expect("stdin").write_all(&s).expect("feed fast-import");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(&s)
+        .expect("feed fast-import");
     let status = child.wait().expect("fast-import");
     assert!(status.success(), "git fast-import failed");
     stats
@@ -413,13 +485,35 @@ pub fn quiver_bin() -> PathBuf {
     BIN.get_or_init(|| {
         let exe = std::env::current_exe().expect("current exe");
         // target/<profile>/deps/<test> → target/<profile>
-        let profile_dir = exe.parent().and_then(Path::parent).expect("target dir").to_path_buf();
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target dir")
+            .to_path_buf();
         let target = profile_dir.parent().expect("target").to_path_buf();
-        let profile = profile_dir.file_name().and_then(|s| s.to_str()).unwrap_or("debug").to_string();
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().find(|p| p.join("crates/quiver").exists()).expect("workspace root").to_path_buf();
+        let profile = profile_dir
+            .file_name()
+            .and_then(|s| s.to_str())
+            .unwrap_or("debug")
+            .to_string();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .ancestors()
+            .find(|p| p.join("crates/quiver").exists())
+            .expect("workspace root")
+            .to_path_buf();
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut c = Command::new(cargo);
-        c.current_dir(&root).args(["build", "-q", "-p", "quiver", "--bin", "quiver", "--target-dir"]).arg(&target);
+        c.current_dir(&root)
+            .args([
+                "build",
+                "-q",
+                "-p",
+                "quiver",
+                "--bin",
+                "quiver",
+                "--target-dir",
+            ])
+            .arg(&target);
         if profile == "release" {
             c.arg("--release");
         } else if profile != "debug" {

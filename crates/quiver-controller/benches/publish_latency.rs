@@ -124,7 +124,11 @@ fn main() {
             );
             write(
                 &dir.join("run.sh"),
-                format!("#!/bin/bash\n# collector {i}\nset -eu\nuname -a\nps -ef | head -n {}\n", 10 + i % 50).as_bytes(),
+                format!(
+                    "#!/bin/bash\n# collector {i}\nset -eu\nuname -a\nps -ef | head -n {}\n",
+                    10 + i % 50
+                )
+                .as_bytes(),
             );
         }
         git(&repo, &["add", "-A"]);
@@ -136,13 +140,18 @@ fn main() {
     if !keys.join("quiver.key").exists() {
         let kp = quiver_catalog::KeyPair::generate().expect("keys");
         std::fs::create_dir_all(&keys).expect("mkdir");
-        kp.write(&keys.join("quiver.key"), &keys.join("quiver.pub")).expect("write keys");
+        kp.write(&keys.join("quiver.key"), &keys.join("quiver.pub"))
+            .expect("write keys");
     }
     std::fs::write(root.join("gh.secret"), "bench-secret").expect("secret");
     // A free port (or 8080 with --serve, for wrk).
-    let addr = std::net::TcpListener::bind(if serve { "127.0.0.1:8080" } else { "127.0.0.1:0" })
-        .and_then(|l| l.local_addr())
-        .expect("bind");
+    let addr = std::net::TcpListener::bind(if serve {
+        "127.0.0.1:8080"
+    } else {
+        "127.0.0.1:0"
+    })
+    .and_then(|l| l.local_addr())
+    .expect("bind");
     let config_text = format!(
         "[repository]\npath = \"{}\"\n[trust]\ncommit = \"{first}\"\n[signing]\nsecret_key = \"keys/quiver.key\"\n[server]\nlisten = \"{addr}\"\n[watch]\npoll_interval = \"1h\"\nfs_notify = false\n[webhooks]\ngithub_secret_file = \"gh.secret\"\n",
         repo.display()
@@ -199,7 +208,11 @@ fn main() {
         git(&repo, &["checkout", "-q", "-b", &branch]);
         write(
             &repo.join("library").join(&name).join("run.sh"),
-            format!("#!/bin/bash\n# collector {name}, change {m}\nset -eu\nuname -a\n").as_bytes(),
+            format!(
+                "#!/bin/bash\n# collector {name}, change {m} of run {}\nset -eu\nuname -a\n",
+                std::process::id()
+            )
+            .as_bytes(),
         );
         git(&repo, &["commit", "-q", "-am", &format!("change {m}")]);
         git(&repo, &["checkout", "-q", "main"]);
@@ -231,7 +244,10 @@ fn main() {
             if serial().is_some_and(|s| s > current) {
                 break;
             }
-            assert!(start.elapsed() < Duration::from_secs(30), "merge {m} not published");
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "merge {m} not published"
+            );
             std::thread::sleep(Duration::from_millis(2));
         }
         latencies.push(start.elapsed());
@@ -247,8 +263,13 @@ fn main() {
         ms(latencies[latencies.len() - 1]),
         controller.shared.config.watch.debounce.as_millis()
     );
-    let catalog_len = std::fs::metadata(root.join("publish/catalog.json")).map(|m| m.len()).unwrap_or(0);
-    println!("catalog.json: {catalog_len} bytes; publish dir: {}", root.join("publish").display());
+    let catalog_len = std::fs::metadata(root.join("publish/catalog.json"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    println!(
+        "catalog.json: {catalog_len} bytes; publish dir: {}",
+        root.join("publish").display()
+    );
     if serve {
         eprintln!("serving on {url}; ctrl-c to stop");
         let _ = rt.block_on(server);

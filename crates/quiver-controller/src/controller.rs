@@ -212,8 +212,11 @@ pub struct Degraded {
 /// A small bounded cache of blob bytes, so hot blobs are served from memory.
 #[derive(Debug, Default)]
 pub struct BlobCache {
-    inner: RwLock<(HashMap<String, Bytes>, usize)>,
+    inner: RwLock<CachedBlobs>,
 }
+
+/// Blobs with their ETag by digest, and their total size.
+type CachedBlobs = (HashMap<String, (Bytes, axum::http::HeaderValue)>, usize);
 
 impl BlobCache {
     /// Largest blob kept in memory.
@@ -221,21 +224,22 @@ impl BlobCache {
     /// Total bytes kept.
     pub const MAX_TOTAL: usize = 256 << 20;
 
-    /// A cached blob.
-    pub fn get(&self, digest: &str) -> Option<Bytes> {
+    /// A cached blob and its ETag header.
+    pub fn get(&self, digest: &str) -> Option<(Bytes, axum::http::HeaderValue)> {
         self.inner.read().ok()?.0.get(digest).cloned()
     }
 
     /// Keeps a blob if it fits.
-    pub fn put(&self, digest: &str, bytes: Bytes) {
+    pub fn put(&self, digest: &str, bytes: Bytes, etag: axum::http::HeaderValue) {
         if bytes.len() > Self::MAX_ITEM {
             return;
         }
         if let Ok(mut g) = self.inner.write()
             && g.1 + bytes.len() <= Self::MAX_TOTAL
+            && !g.0.contains_key(digest)
         {
             g.1 += bytes.len();
-            g.0.insert(digest.to_string(), bytes);
+            g.0.insert(digest.to_string(), (bytes, etag));
         }
     }
 }
@@ -833,7 +837,8 @@ mod tests {
         use quiver_catalog::api::{RunRecord, RunResult, RunStatus};
         let dir = tempfile::tempdir().expect("tmp");
         let cfg = config(dir.path());
-        let c = Controller::open(cfg.clone(), Box::new(source("h1", 1, b"echo 1\n"))).expect("open");
+        let c =
+            Controller::open(cfg.clone(), Box::new(source("h1", 1, b"echo 1\n"))).expect("open");
         assert_eq!(c.reconcile_blocking().outcome, "published");
         let now = OffsetDateTime::now_utc();
         let run = RunRecord {
@@ -862,14 +867,20 @@ mod tests {
         {
             let store = c.shared.store();
             store.insert_run(&run, false).expect("run");
-            store.finish_run("run-1", RunStatus::Succeeded, &result, now).expect("finish");
+            store
+                .finish_run("run-1", RunStatus::Succeeded, &result, now)
+                .expect("finish");
         }
         // Default retention: output 30 days, records 90 days, audit payloads 365 days.
         let in_40_days = now + time::Duration::days(40);
         let p = crate::retention::run_once(&c.shared, in_40_days).expect("retention");
         assert_eq!((p.outputs, p.runs, p.audit_payloads), (1, 0, 0));
         let kept = c.shared.store().run("run-1").expect("db").expect("run");
-        assert_eq!(kept.result.expect("result").stdout_tail, "", "output pruned, record kept");
+        assert_eq!(
+            kept.result.expect("result").stdout_tail,
+            "",
+            "output pruned, record kept"
+        );
         let in_400_days = now + time::Duration::days(400);
         let p = crate::retention::run_once(&c.shared, in_400_days).expect("retention");
         assert_eq!(p.runs, 1);

@@ -143,10 +143,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .layer(RequestBodyTimeoutLayer::new(timeout))
         .layer(RequestBodyLimitLayer::new(max_body))
         .layer(DefaultBodyLimit::max(max_body));
-    snapshot
-        .merge(api)
-        .fallback(not_found)
-        .with_state(shared)
+    snapshot.merge(api).fallback(not_found).with_state(shared)
 }
 
 const ROUTE_CATALOG: &str = "/v1/catalog.json";
@@ -264,70 +261,87 @@ async fn catalog(State(shared): S, Query(q): Query<WaitQuery>, headers: HeaderMa
             && !wait.is_zero()
             && let Ok(_permit) = shared.long_polls.try_acquire()
         {
-            {
-                let mut rx = shared.snapshot.subscribe();
-                tokio::select! {
-                    _ = rx.wait_for(newer) => {}
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = crate::controller::shutting_down(shared.shutdown.subscribe()) => {}
-                }
+            let mut rx = shared.snapshot.subscribe();
+            tokio::select! {
+                _ = rx.wait_for(newer) => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = crate::controller::shutting_down(shared.shutdown.subscribe()) => {}
             }
         }
         if !newer(&shared.snapshot.borrow()) {
-            let etag = shared
+            let mut resp = Response::new(Body::empty());
+            *resp.status_mut() = StatusCode::NOT_MODIFIED;
+            if let Some(d) = shared
                 .served()
-                .and_then(|s| s.docs.get(CATALOG_FILE).map(|d| d.etag.clone()));
-            let mut b = Response::builder().status(StatusCode::NOT_MODIFIED);
-            if let Some(e) = etag {
-                b = b.header(header::ETAG, e);
+                .and_then(|s| s.docs.get(CATALOG_FILE).cloned())
+            {
+                resp.headers_mut().insert(header::ETAG, d.etag_header);
             }
-            return b.body(Body::empty()).unwrap_or_default();
+            shared.metrics.http_request(ROUTE_CATALOG, 304);
+            return resp;
         }
     }
-    doc(&shared, &headers, CATALOG_FILE)
+    doc(&shared, &headers, CATALOG_FILE, ROUTE_CATALOG)
 }
 
 async fn catalog_sig(State(shared): S, headers: HeaderMap) -> Response {
-    doc(&shared, &headers, CATALOG_SIG_FILE)
+    doc(&shared, &headers, CATALOG_SIG_FILE, ROUTE_CATALOG_SIG)
 }
 
 async fn timestamp(State(shared): S, headers: HeaderMap) -> Response {
-    doc(&shared, &headers, TIMESTAMP_FILE)
+    doc(&shared, &headers, TIMESTAMP_FILE, ROUTE_TIMESTAMP)
 }
 
 async fn timestamp_sig(State(shared): S, headers: HeaderMap) -> Response {
-    doc(&shared, &headers, TIMESTAMP_SIG_FILE)
+    doc(&shared, &headers, TIMESTAMP_SIG_FILE, ROUTE_TIMESTAMP_SIG)
+}
+
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
+fn is_digest(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 async fn blob(State(shared): S, Path(hex): Path<String>, headers: HeaderMap) -> Response {
-    if !crate::publish::valid_digest(&hex) {
+    let resp = blob_response(&shared, &hex, &headers).await;
+    shared
+        .metrics
+        .http_request(ROUTE_BLOB, resp.status().as_u16());
+    resp
+}
+
+async fn blob_response(shared: &Shared, hex: &str, headers: &HeaderMap) -> Response {
+    // The name becomes a file name: only a digest may pass.
+    if !is_digest(hex) {
         return Fail::bad_request("a blob is named by 64 lowercase hex digits").into_response();
     }
-    let etag = format!("\"{hex}\"");
-    const IMMUTABLE: &str = "public, max-age=31536000, immutable";
-    if not_modified(&headers, &etag) {
-        return serve_bytes(
-            &headers,
-            Bytes::new(),
-            &etag,
-            "application/octet-stream",
-            IMMUTABLE,
-        );
-    }
-    let bytes = match shared.blobs.get(&hex) {
-        Some(b) => b,
+    let (bytes, etag) = match shared.blobs.get(hex) {
+        Some(hit) => hit,
         None => {
+            let etag = HeaderValue::from_str(&format!("\"{hex}\""))
+                .expect("hex digits are a valid header value");
+            if not_modified(headers, etag.as_bytes()) {
+                return serve_bytes(
+                    headers,
+                    Bytes::new(),
+                    etag,
+                    "application/octet-stream",
+                    IMMUTABLE,
+                );
+            }
             let path = shared
                 .config
                 .publish_dir
                 .join("blobs")
                 .join("sha256")
-                .join(&hex);
+                .join(hex);
             match tokio::fs::read(&path).await {
                 Ok(b) => {
                     let b = Bytes::from(b);
-                    shared.blobs.put(&hex, b.clone());
-                    b
+                    shared.blobs.put(hex, b.clone(), etag.clone());
+                    (b, etag)
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     return Fail::not_found(format!("no blob {hex}")).into_response();
@@ -336,13 +350,7 @@ async fn blob(State(shared): S, Path(hex): Path<String>, headers: HeaderMap) -> 
             }
         }
     };
-    serve_bytes(
-        &headers,
-        bytes,
-        &etag,
-        "application/octet-stream",
-        IMMUTABLE,
-    )
+    serve_bytes(headers, bytes, etag, "application/octet-stream", IMMUTABLE)
 }
 
 // ---- credentials ----------------------------------------------------------------------

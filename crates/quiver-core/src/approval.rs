@@ -124,15 +124,38 @@ fn rule_label(rule: &ApprovalRule) -> String {
     }
 }
 
+/// Whether a script-name glob covers `name`; `*` is answered without compiling a glob
+/// (it is the default of every `scripts` list, and this runs once per change).
+pub fn covers(glob: &str, name: &str) -> bool {
+    glob == "*" || crate::policy::glob_match(glob, name)
+}
+
+/// The approval rules of `policy` that apply to a change of `script` with `risk` (as
+/// `Policy::rules_for_script`, with the `*` fast path).
+pub fn rules_for_script<'p>(policy: &'p Policy, script: &str, risk: Risk) -> Vec<&'p ApprovalRule> {
+    policy
+        .approvals
+        .iter()
+        .filter(|a| {
+            !a.policy
+                && a.risk.is_none_or(|r| r == risk)
+                && a.scripts.iter().any(|s| covers(s, script))
+        })
+        .collect()
+}
+
 fn eligible(policy: &Policy, rule: &ApprovalRule, member: &Member, target: Target<'_>) -> bool {
     if !rule.approver_roles.is_empty() {
         return member.roles.iter().any(|r| rule.approver_roles.contains(r));
     }
     match target {
-        Target::Script { name, risk } => policy.allows(member, Permission::Approve, name, risk, None),
-        Target::Policy => policy
-            .roles_of(member)
-            .any(|r| r.permissions.contains(&Permission::Approve) && r.scripts.iter().any(|s| s == "*")),
+        Target::Script { name, .. } => policy.roles_of(member).any(|r| {
+            r.permissions.contains(&Permission::Approve)
+                && r.scripts.iter().any(|s| covers(s, name))
+        }),
+        Target::Policy => policy.roles_of(member).any(|r| {
+            r.permissions.contains(&Permission::Approve) && r.scripts.iter().any(|s| s == "*")
+        }),
     }
 }
 
@@ -158,7 +181,11 @@ pub fn judge(
         rules.to_vec()
     };
     // Authors as member ids (an author may use any of their emails) and as raw emails.
-    let author_emails: Vec<String> = ctx.authors.iter().map(|e| e.trim().to_ascii_lowercase()).collect();
+    let author_emails: Vec<String> = ctx
+        .authors
+        .iter()
+        .map(|e| e.trim().to_ascii_lowercase())
+        .collect();
     let author_members: Vec<&str> = ctx
         .authors
         .iter()
@@ -167,7 +194,9 @@ pub fn judge(
         .collect();
     let is_author = |m: &Member| {
         author_members.contains(&m.id.as_str())
-            || m.emails.iter().any(|e| author_emails.contains(&e.to_ascii_lowercase()))
+            || m.emails
+                .iter()
+                .any(|e| author_emails.contains(&e.to_ascii_lowercase()))
     };
     let mut all_hold = true;
     let mut strongest: Option<EvidenceKind> = None;
@@ -176,14 +205,17 @@ pub fn judge(
         let mut holds = true;
         if rule.evidence != EvidenceKind::Forge && !evidence.is_merge {
             holds = false;
-            j.reasons
-                .push(format!("{label} needs a merge commit; this change was pushed directly"));
+            j.reasons.push(format!(
+                "{label} needs a merge commit; this change was pushed directly"
+            ));
         }
         if rule.require_signature {
             match &evidence.signature {
                 None => {
                     holds = false;
-                    j.reasons.push(format!("{label} requires a signed merge commit; it is not signed"));
+                    j.reasons.push(format!(
+                        "{label} requires a signed merge commit; it is not signed"
+                    ));
                 }
                 Some(s) if !s.valid => {
                     holds = false;
@@ -208,7 +240,12 @@ pub fn judge(
                 EvidenceKind::Trailers => evidence
                     .trailers
                     .iter()
-                    .map(|t| (format!("{}: {}", t.key, t.email), policy.member_by_email(&t.email)))
+                    .map(|t| {
+                        (
+                            format!("{}: {}", t.key, t.email),
+                            policy.member_by_email(&t.email),
+                        )
+                    })
                     .collect(),
                 EvidenceKind::Forge => evidence
                     .forge_reviews
@@ -228,7 +265,10 @@ pub fn judge(
             let mut counted: Vec<&str> = Vec::new();
             for (shown, member) in candidates {
                 let Some(m) = member else {
-                    push_once(&mut j.ignored, format!("{shown} is not a member of the policy (ignored)"));
+                    push_once(
+                        &mut j.ignored,
+                        format!("{shown} is not a member of the policy (ignored)"),
+                    );
                     continue;
                 };
                 if counted.contains(&m.id.as_str()) {
@@ -237,7 +277,10 @@ pub fn judge(
                 if !rule.allow_self_approval && is_author(m) {
                     push_once(
                         &mut j.ignored,
-                        format!("{shown}: `{}` is an author of the change and {label} forbids self-approval", m.id),
+                        format!(
+                            "{shown}: `{}` is an author of the change and {label} forbids self-approval",
+                            m.id
+                        ),
                     );
                     continue;
                 }
@@ -250,7 +293,10 @@ pub fn judge(
                     } else {
                         format!("not in approver_roles {:?}", rule.approver_roles)
                     };
-                    push_once(&mut j.ignored, format!("{shown}: `{}` is not eligible for {label}: {why}", m.id));
+                    push_once(
+                        &mut j.ignored,
+                        format!("{shown}: `{}` is not eligible for {label}: {why}", m.id),
+                    );
                     continue;
                 }
                 counted.push(m.id.as_str());
@@ -391,7 +437,15 @@ roles = ["analyst"]
 
     /// One row of the table: policy text, script, evidence, authors → approved, approvers,
     /// and a fragment that must appear in the reasons or ignored list.
-    fn check(rules: &str, script: &str, ev: Evidence, authors: &[&str], approved: bool, approvers: &[&str], says: &str) {
+    fn check(
+        rules: &str,
+        script: &str,
+        ev: Evidence,
+        authors: &[&str],
+        approved: bool,
+        approvers: &[&str],
+        says: &str,
+    ) {
         let p = policy(rules);
         let target = if script == "<policy>" {
             Target::Policy
@@ -422,58 +476,270 @@ roles = ["analyst"]
     #[test]
     fn approval_table() {
         // Default rule: merge + one trailer by a member who may approve.
-        check("", "ps", trailers(&["bob@example.org"]), &["alice@example.org"], true, &["bob"], "");
-        check("", "ps", trailers(&[]), &["alice@example.org"], false, &[], "needs 1 approval");
-        check("", "ps", Evidence { is_merge: false, ..trailers(&["bob@example.org"]) }, &[], false, &["bob"], "pushed directly");
+        check(
+            "",
+            "ps",
+            trailers(&["bob@example.org"]),
+            &["alice@example.org"],
+            true,
+            &["bob"],
+            "",
+        );
+        check(
+            "",
+            "ps",
+            trailers(&[]),
+            &["alice@example.org"],
+            false,
+            &[],
+            "needs 1 approval",
+        );
+        check(
+            "",
+            "ps",
+            Evidence {
+                is_merge: false,
+                ..trailers(&["bob@example.org"])
+            },
+            &[],
+            false,
+            &["bob"],
+            "pushed directly",
+        );
         // Two approvals; the same member twice (two emails) counts once.
-        check(TWO, "ps", trailers(&["alice@example.org", "bob@example.org"]), &["x@example.org"], true, &["alice", "bob"], "");
-        check(TWO, "ps", trailers(&["alice@example.org", "alice@home.example"]), &["x@example.org"], false, &["alice"], "counted 1");
+        check(
+            TWO,
+            "ps",
+            trailers(&["alice@example.org", "bob@example.org"]),
+            &["x@example.org"],
+            true,
+            &["alice", "bob"],
+            "",
+        );
+        check(
+            TWO,
+            "ps",
+            trailers(&["alice@example.org", "alice@home.example"]),
+            &["x@example.org"],
+            false,
+            &["alice"],
+            "counted 1",
+        );
         // Self-approval forbidden by default, under any of the author's emails.
-        check(TWO, "ps", trailers(&["alice@example.org", "bob@example.org"]), &["alice@home.example"], false, &["bob"], "forbids self-approval");
-        check(&format!("{TWO}allow_self_approval = true\n"), "ps", trailers(&["alice@example.org", "bob@example.org"]), &["alice@example.org"], true, &["alice", "bob"], "");
+        check(
+            TWO,
+            "ps",
+            trailers(&["alice@example.org", "bob@example.org"]),
+            &["alice@home.example"],
+            false,
+            &["bob"],
+            "forbids self-approval",
+        );
+        check(
+            &format!("{TWO}allow_self_approval = true\n"),
+            "ps",
+            trailers(&["alice@example.org", "bob@example.org"]),
+            &["alice@example.org"],
+            true,
+            &["alice", "bob"],
+            "",
+        );
         // Eligibility: carol may approve linux-* only; dave has no approve at all.
-        check("", "linux-ps", trailers(&["carol@example.org"]), &[], true, &["carol"], "");
-        check("", "win-ps", trailers(&["carol@example.org"]), &[], false, &[], "no role of theirs grants `approve` on `win-ps`");
-        check("", "ps", trailers(&["dave@example.org"]), &[], false, &[], "not eligible");
+        check(
+            "",
+            "linux-ps",
+            trailers(&["carol@example.org"]),
+            &[],
+            true,
+            &["carol"],
+            "",
+        );
+        check(
+            "",
+            "win-ps",
+            trailers(&["carol@example.org"]),
+            &[],
+            false,
+            &[],
+            "no role of theirs grants `approve` on `win-ps`",
+        );
+        check(
+            "",
+            "ps",
+            trailers(&["dave@example.org"]),
+            &[],
+            false,
+            &[],
+            "not eligible",
+        );
         // approver_roles restricts to those roles.
-        check("[[approval]]\napprover_roles = [\"linux-reviewer\"]\n", "ps", trailers(&["bob@example.org"]), &[], false, &[], "not in approver_roles");
-        check("[[approval]]\napprover_roles = [\"linux-reviewer\"]\n", "ps", trailers(&["carol@example.org"]), &[], true, &["carol"], "");
+        check(
+            "[[approval]]\napprover_roles = [\"linux-reviewer\"]\n",
+            "ps",
+            trailers(&["bob@example.org"]),
+            &[],
+            false,
+            &[],
+            "not in approver_roles",
+        );
+        check(
+            "[[approval]]\napprover_roles = [\"linux-reviewer\"]\n",
+            "ps",
+            trailers(&["carol@example.org"]),
+            &[],
+            true,
+            &["carol"],
+            "",
+        );
         // Unknown emails are ignored and reported.
-        check("", "ps", trailers(&["mallory@evil.example", "bob@example.org"]), &[], true, &["bob"], "mallory@evil.example is not a member");
+        check(
+            "",
+            "ps",
+            trailers(&["mallory@evil.example", "bob@example.org"]),
+            &[],
+            true,
+            &["bob"],
+            "mallory@evil.example is not a member",
+        );
         // Merge evidence needs only the merge.
-        check("[[approval]]\nevidence = \"merge\"\nmin_approvals = 0\n", "ps", trailers(&[]), &[], true, &[], "");
-        check("[[approval]]\nevidence = \"merge\"\nmin_approvals = 0\n", "ps", Evidence::default(), &[], false, &[], "pushed directly");
+        check(
+            "[[approval]]\nevidence = \"merge\"\nmin_approvals = 0\n",
+            "ps",
+            trailers(&[]),
+            &[],
+            true,
+            &[],
+            "",
+        );
+        check(
+            "[[approval]]\nevidence = \"merge\"\nmin_approvals = 0\n",
+            "ps",
+            Evidence::default(),
+            &[],
+            false,
+            &[],
+            "pushed directly",
+        );
         // Every matching rule must hold.
-        check(&format!("{TWO}\n[[approval]]\nid = \"linux\"\nscripts = [\"linux-*\"]\napprover_roles = [\"linux-reviewer\"]\n"), "linux-x", trailers(&["alice@example.org", "bob@example.org"]), &[], false, &["alice", "bob"], "approval rule `linux` needs 1");
+        check(
+            &format!(
+                "{TWO}\n[[approval]]\nid = \"linux\"\nscripts = [\"linux-*\"]\napprover_roles = [\"linux-reviewer\"]\n"
+            ),
+            "linux-x",
+            trailers(&["alice@example.org", "bob@example.org"]),
+            &[],
+            false,
+            &["alice", "bob"],
+            "approval rule `linux` needs 1",
+        );
         // Policy changes: rules_for_policy, and approvers need approve on "*".
-        check("[[approval]]\npolicy = true\nmin_approvals = 2\n", "<policy>", trailers(&["alice@example.org", "carol@example.org"]), &[], false, &["alice"], "which policy changes need");
-        check("[[approval]]\npolicy = true\nmin_approvals = 2\n", "<policy>", trailers(&["alice@example.org", "bob@example.org"]), &[], true, &["alice", "bob"], "");
+        check(
+            "[[approval]]\npolicy = true\nmin_approvals = 2\n",
+            "<policy>",
+            trailers(&["alice@example.org", "carol@example.org"]),
+            &[],
+            false,
+            &["alice"],
+            "which policy changes need",
+        );
+        check(
+            "[[approval]]\npolicy = true\nmin_approvals = 2\n",
+            "<policy>",
+            trailers(&["alice@example.org", "bob@example.org"]),
+            &[],
+            true,
+            &["alice", "bob"],
+            "",
+        );
         // Signatures.
         let signed = |valid: bool, signer: Option<&str>| Evidence {
-            signature: Some(SignatureCheck { signer_member: signer.map(str::to_string), valid, detail: "k".into() }),
+            signature: Some(SignatureCheck {
+                signer_member: signer.map(str::to_string),
+                valid,
+                detail: "k".into(),
+            }),
             ..trailers(&["bob@example.org"])
         };
         let sig_rule = "[[approval]]\nrequire_signature = true\n";
-        check(sig_rule, "ps", trailers(&["bob@example.org"]), &[], false, &["bob"], "it is not signed");
-        check(sig_rule, "ps", signed(false, Some("bob")), &[], false, &["bob"], "does not verify");
-        check(sig_rule, "ps", signed(true, None), &[], false, &["bob"], "belongs to no member");
-        check(sig_rule, "ps", signed(true, Some("bob")), &[], true, &["bob"], "");
+        check(
+            sig_rule,
+            "ps",
+            trailers(&["bob@example.org"]),
+            &[],
+            false,
+            &["bob"],
+            "it is not signed",
+        );
+        check(
+            sig_rule,
+            "ps",
+            signed(false, Some("bob")),
+            &[],
+            false,
+            &["bob"],
+            "does not verify",
+        );
+        check(
+            sig_rule,
+            "ps",
+            signed(true, None),
+            &[],
+            false,
+            &["bob"],
+            "belongs to no member",
+        );
+        check(
+            sig_rule,
+            "ps",
+            signed(true, Some("bob")),
+            &[],
+            true,
+            &["bob"],
+            "",
+        );
         // Forge reviews map logins to members; no merge commit needed (squash merges).
         let forge = Evidence {
             forge_reviews: vec![
-                ForgeReview { forge: "github".into(), login: "alice-gh".into(), approved: true },
-                ForgeReview { forge: "github".into(), login: "stranger".into(), approved: true },
+                ForgeReview {
+                    forge: "github".into(),
+                    login: "alice-gh".into(),
+                    approved: true,
+                },
+                ForgeReview {
+                    forge: "github".into(),
+                    login: "stranger".into(),
+                    approved: true,
+                },
             ],
             ..Default::default()
         };
-        check("[[approval]]\nevidence = \"forge\"\n", "ps", forge, &[], true, &["alice"], "github review by stranger");
+        check(
+            "[[approval]]\nevidence = \"forge\"\n",
+            "ps",
+            forge,
+            &[],
+            true,
+            &["alice"],
+            "github review by stranger",
+        );
     }
 
     #[test]
     fn evidence_kind_is_the_strongest_rule() {
-        let p = policy("[[approval]]\nevidence = \"merge\"\nmin_approvals = 0\n[[approval]]\nid = \"t\"\n");
+        let p = policy(
+            "[[approval]]\nevidence = \"merge\"\nmin_approvals = 0\n[[approval]]\nid = \"t\"\n",
+        );
         let rules = p.rules_for_script("ps", Risk::Low);
-        let j = judge(&p, &rules, Target::Script { name: "ps", risk: Risk::Low }, &trailers(&["bob@example.org"]), &ChangeContext::default());
+        let j = judge(
+            &p,
+            &rules,
+            Target::Script {
+                name: "ps",
+                risk: Risk::Low,
+            },
+            &trailers(&["bob@example.org"]),
+            &ChangeContext::default(),
+        );
         assert!(j.approved);
         assert_eq!(j.evidence_kind, Some(EvidenceKind::Trailers));
     }

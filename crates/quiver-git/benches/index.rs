@@ -18,7 +18,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn best<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
@@ -68,6 +71,14 @@ fn main() {
         gc.current_dir(&dir).args(["gc", "-q", "--aggressive"]);
         let _ = gc.status();
     }
+    if std::env::var("QUIVER_BENCH_ONLY").as_deref() == Ok("cold") {
+        let t = Instant::now();
+        let repo = Repo::open(&dir).expect("open");
+        let mut index = Index::new(IndexConfig::default());
+        index.update(&repo).expect("index");
+        println!("cold index: {:.2?}", t.elapsed());
+        return;
+    }
     let (git_log, _) = best(runs, || {
         let status = Command::new("git")
             .current_dir(&dir)
@@ -100,9 +111,18 @@ fn main() {
     let test_repo = TestRepo { dir: dir.clone() };
     test_repo.git(&["checkout", "-q", "-f", "main"]);
     let branch = format!("bench-{}", std::process::id());
-    test_repo.pr(&branch, ALICE, |r| {
-        r.write("library/s00000/s00000.sh", format!("#!/bin/bash\necho {branch}\n"));
-    }, ALICE, &[BOB]);
+    test_repo.pr(
+        &branch,
+        ALICE,
+        |r| {
+            r.write(
+                "library/s00000/s00000.sh",
+                format!("#!/bin/bash\necho {branch}\n"),
+            );
+        },
+        ALICE,
+        &[BOB],
+    );
     let mut fresh = Index::from_json(&json).expect("load");
     let t = Instant::now();
     let report = fresh.update(&repo).expect("incremental update");
@@ -110,18 +130,40 @@ fn main() {
     assert_eq!(report.commits, 1);
     let mut state_index = Index::from_json(&json).expect("load");
     state_index.update(&repo).expect("update");
-    let (approved_state, state) = best(runs, || state_index.approved_state(&repo).expect("approved state"));
+    let (approved_state, state) = best(runs, || {
+        state_index.approved_state(&repo).expect("approved state")
+    });
 
     println!("| measurement | result |");
     println!("|---|---|");
-    println!("| repository | {commits} first-parent commits, {scripts} scripts ({} versions indexed) |", versions);
-    println!("| `git log --first-parent --raw -M main` | {:.2?} |", git_log);
-    println!("| cold index (`Index::update` from empty) | {:.2?} ({:.2}× git log) |", cold, cold.as_secs_f64() / git_log.as_secs_f64());
-    println!("| index JSON size | {:.1} MiB |", json.len() as f64 / 1048576.0);
-    println!("| load persisted index (`Index::from_json`) | {:.2?} |", load);
+    println!(
+        "| repository | {commits} first-parent commits, {scripts} scripts ({} versions indexed) |",
+        versions
+    );
+    println!(
+        "| `git log --first-parent --raw -M main` | {:.2?} |",
+        git_log
+    );
+    println!(
+        "| cold index (`Index::update` from empty) | {:.2?} ({:.2}× git log) |",
+        cold,
+        cold.as_secs_f64() / git_log.as_secs_f64()
+    );
+    println!(
+        "| index JSON size | {:.1} MiB |",
+        json.len() as f64 / 1048576.0
+    );
+    println!(
+        "| load persisted index (`Index::from_json`) | {:.2?} |",
+        load
+    );
     println!("| update with nothing new | {:.2?} |", noop);
     println!("| update for one new merge | {:.2?} |", one_merge);
-    println!("| `approved_state` (cached manifests) | {:.2?} ({} scripts) |", approved_state, state.scripts.len());
+    println!(
+        "| `approved_state` (cached manifests) | {:.2?} ({} scripts) |",
+        approved_state,
+        state.scripts.len()
+    );
 }
 
 struct TempDir(PathBuf);

@@ -59,17 +59,25 @@ pub struct FileDiff {
 /// Decodes bytes for display: the text and its encoding, or `None` for binary data.
 pub fn decode_text(bytes: &[u8]) -> Option<(String, &'static str)> {
     let utf16 = |b: &[u8], le: bool| -> Option<String> {
-        if b.len() % 2 != 0 {
+        if !b.len().is_multiple_of(2) {
             return None;
         }
         let units: Vec<u16> = b
             .chunks_exact(2)
-            .map(|c| if le { u16::from_le_bytes([c[0], c[1]]) } else { u16::from_be_bytes([c[0], c[1]]) })
+            .map(|c| {
+                if le {
+                    u16::from_le_bytes([c[0], c[1]])
+                } else {
+                    u16::from_be_bytes([c[0], c[1]])
+                }
+            })
             .collect();
         String::from_utf16(&units).ok()
     };
     if let Some(rest) = bytes.strip_prefix(&[0xEF, 0xBB, 0xBF]) {
-        return std::str::from_utf8(rest).ok().map(|s| (s.to_string(), "utf-8-bom"));
+        return std::str::from_utf8(rest)
+            .ok()
+            .map(|s| (s.to_string(), "utf-8-bom"));
     }
     if let Some(rest) = bytes.strip_prefix(&[0xFF, 0xFE]) {
         return utf16(rest, true).map(|s| (s, "utf-16le"));
@@ -103,7 +111,12 @@ fn side(bytes: &[u8], mode: u32) -> (Side, Option<String>) {
 
 /// Diffs two contents of a script (files relative to the script folder). `labels` name the
 /// two sides in the unified headers (e.g. `v3`, `head`).
-pub fn diff_files(repo: &Repo, old: &[FileRef], new: &[FileRef], labels: (&str, &str)) -> Result<Vec<FileDiff>, Error> {
+pub fn diff_files(
+    repo: &Repo,
+    old: &[FileRef],
+    new: &[FileRef],
+    labels: (&str, &str),
+) -> Result<Vec<FileDiff>, Error> {
     let mut paths: BTreeMap<&str, (Option<&FileRef>, Option<&FileRef>)> = BTreeMap::new();
     for f in old {
         paths.entry(&f.path).or_default().0 = Some(f);
@@ -127,7 +140,9 @@ pub fn diff_files(repo: &Repo, old: &[FileRef], new: &[FileRef], labels: (&str, 
         let status = match (&os, &ns) {
             (None, Some(_)) => FileStatus::Added,
             (Some(_), None) => FileStatus::Removed,
-            (Some((a, _)), Some((b, _))) if a.sha256 == b.sha256 && a.mode == b.mode => FileStatus::Unchanged,
+            (Some((a, _)), Some((b, _))) if a.sha256 == b.sha256 && a.mode == b.mode => {
+                FileStatus::Unchanged
+            }
             _ => FileStatus::Modified,
         };
         let (old_side, old_text) = match os {
@@ -147,7 +162,10 @@ pub fn diff_files(repo: &Repo, old: &[FileRef], new: &[FileRef], labels: (&str, 
                     let text = d
                         .unified_diff()
                         .context_radius(3)
-                        .header(&format!("{}/{path}", labels.0), &format!("{}/{path}", labels.1))
+                        .header(
+                            &format!("{}/{path}", labels.0),
+                            &format!("{}/{path}", labels.1),
+                        )
                         .to_string();
                     unified = Some(text);
                     if let (Some(a), Some(b)) = (&old_side, &new_side)
@@ -184,9 +202,18 @@ mod tests {
     #[test]
     fn decodes_boms_and_utf16() {
         assert_eq!(decode_text(b"hi\n"), Some(("hi\n".into(), "utf-8")));
-        assert_eq!(decode_text(b"\xEF\xBB\xBFhi"), Some(("hi".into(), "utf-8-bom")));
-        assert_eq!(decode_text(b"\xFF\xFEh\0i\0"), Some(("hi".into(), "utf-16le")));
-        assert_eq!(decode_text(b"\xFE\xFF\0h\0i"), Some(("hi".into(), "utf-16be")));
+        assert_eq!(
+            decode_text(b"\xEF\xBB\xBFhi"),
+            Some(("hi".into(), "utf-8-bom"))
+        );
+        assert_eq!(
+            decode_text(b"\xFF\xFEh\0i\0"),
+            Some(("hi".into(), "utf-16le"))
+        );
+        assert_eq!(
+            decode_text(b"\xFE\xFF\0h\0i"),
+            Some(("hi".into(), "utf-16be"))
+        );
         assert_eq!(decode_text(b"\0\x01\x02"), None);
         assert_eq!(decode_text(b"\xC3\x28"), None);
     }

@@ -13,11 +13,14 @@
 //!   library and policy subtrees against the first parent, and reads only changed scripts.
 
 use crate::Error;
-use crate::repo::{CommitFacts, FileRef, Person, Repo, VersionFile, short};
 use crate::rawtree::RawEntry;
+use crate::repo::{CommitFacts, FileRef, Person, Repo, VersionFile, short};
 use crate::units::{Unit, UnitContent, UnitFinder, all_units, read_unit};
 use git2::{Delta, Oid};
-use quiver_core::approval::{ChangeContext, Evidence, ForgeReview, Judgement, Target, judge, removal_held};
+use quiver_core::approval::{
+    ChangeContext, Evidence, ForgeReview, Judgement, Target, judge, removal_held,
+};
+use quiver_core::library::MANIFEST;
 use quiver_core::policy::EvidenceKind;
 use quiver_core::scan::Scanner;
 use quiver_core::{Library, Manifest, Policy, Risk};
@@ -434,6 +437,8 @@ struct Runtime {
     reach: std::collections::HashSet<Oid>,
     /// `reach` holds every such commit (the walk started at a root).
     reach_complete: bool,
+    /// Whether the library root of this tree holds a `script.toml`.
+    root_manifest: Option<(Oid, bool)>,
 }
 
 /// The version index of one branch of one repository. Serialize it to persist it.
@@ -556,7 +561,14 @@ fn root_approver_policy(emails: &[String]) -> Result<Policy, Error> {
     }
     Policy::load(&[("<root approvers>".to_string(), text)])
         .map(|l| l.policy)
-        .map_err(|errs| Error::Trust(errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")))
+        .map_err(|errs| {
+            Error::Trust(
+                errs.iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })
 }
 
 fn utc(time: i64) -> String {
@@ -610,7 +622,8 @@ impl Index {
 
     /// Reads a persisted index (JSON).
     pub fn from_json(bytes: &[u8]) -> Result<Index, Error> {
-        let index: Index = serde_json::from_slice(bytes).map_err(|e| Error::IndexFormat(e.to_string()))?;
+        let index: Index =
+            serde_json::from_slice(bytes).map_err(|e| Error::IndexFormat(e.to_string()))?;
         if index.format != INDEX_FORMAT {
             return Err(Error::IndexFormat(format!(
                 "index format {} is not {INDEX_FORMAT}; rebuild it",
@@ -633,7 +646,11 @@ impl Index {
     /// [`Index::update`] with a forge provider and progress callback. Fails with
     /// [`Error::Rewrite`] (and changes nothing) when the last processed commit is no longer
     /// on the branch's first-parent line.
-    pub fn update_with(&mut self, repo: &Repo, mut opts: UpdateOptions<'_>) -> Result<UpdateReport, Error> {
+    pub fn update_with(
+        &mut self,
+        repo: &Repo,
+        mut opts: UpdateOptions<'_>,
+    ) -> Result<UpdateReport, Error> {
         let head = repo.branch_head(&self.config.branch)?;
         let head_s = head.to_string();
         if self.last_commit.as_deref() == Some(head_s.as_str()) {
@@ -717,7 +734,13 @@ impl Index {
         let pol_tree = repo.subtree_id(&tree, &self.config.policies);
         let policy = repo
             .load_policy(pol_tree, &self.config.policies)?
-            .map_err(|errs| Error::Trust(format!("the policy at the trusted commit {} does not load: {}", short(&anchor), errs.join("; "))))?;
+            .map_err(|errs| {
+                Error::Trust(format!(
+                    "the policy at the trusted commit {} does not load: {}",
+                    short(&anchor),
+                    errs.join("; ")
+                ))
+            })?;
         self.set_runtime_policy(policy)?;
         self.anchor = Some(anchor.to_string());
         self.policy.commit = Some(anchor.to_string());
@@ -730,7 +753,15 @@ impl Index {
             let content = read_unit(repo, &unit, &files)?;
             let mut rec = ScriptRecord::new(&unit);
             let outcome = self.evaluate(&unit, &content, &facts, &[], Basis::TrustAnchor, &[]);
-            self.settle_new_content(&mut rec, &unit, content, outcome, &facts, "trust anchor", &mut Vec::new());
+            self.settle_new_content(
+                &mut rec,
+                &unit,
+                content,
+                outcome,
+                &facts,
+                "trust anchor",
+                &mut Vec::new(),
+            );
             self.scripts.insert(unit.key().to_string(), rec);
         }
         self.last_commit = Some(anchor.to_string());
@@ -754,7 +785,10 @@ impl Index {
                         commit: self.policy.commit.clone().unwrap_or_default(),
                         reason: format!(
                             "the scanner rules of the policy in effect do not compile: {}",
-                            errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")
+                            errs.iter()
+                                .map(|e| e.to_string())
+                                .collect::<Vec<_>>()
+                                .join("; ")
                         ),
                     });
                     return None;
@@ -772,7 +806,12 @@ impl Index {
                     let tree = repo.commit_tree(Oid::from_str(c)?)?;
                     let pol_tree = repo.subtree_id(&tree, &self.config.policies);
                     repo.load_policy(pol_tree, &self.config.policies)?
-                        .map_err(|e| Error::Trust(format!("the policy in effect (commit {c}) no longer loads: {}", e.join("; "))))?
+                        .map_err(|e| {
+                            Error::Trust(format!(
+                                "the policy in effect (commit {c}) no longer loads: {}",
+                                e.join("; ")
+                            ))
+                        })?
                 }
                 (None, TrustAnchor::RootApprovers(emails)) => root_approver_policy(emails)?,
                 (None, _) => Policy::default(),
@@ -823,10 +862,10 @@ impl Index {
             return Ok(());
         }
         let facts = repo.commit_facts(c)?;
-        let lib_deltas = if lib_new != lib_old {
-            collect_deltas(repo, lib_old, lib_new)?
+        let (lib_deltas, lib_dirs) = if lib_new != lib_old {
+            collect_deltas_with_dirs(repo, lib_old, lib_new)?
         } else {
-            Vec::new()
+            Default::default()
         };
         let pol_deltas = if pol_new != pol_old {
             collect_deltas(repo, pol_old, pol_new)?
@@ -834,11 +873,22 @@ impl Index {
             Vec::new()
         };
         let merger_wrote = facts.parents.len() < 2
-            || merge_has_own_content(repo, &facts, &[(&self.config.library, &lib_deltas), (&self.config.policies, &pol_deltas)])?;
+            || merge_has_own_content(
+                repo,
+                &facts,
+                &[
+                    (&self.config.library, &lib_deltas),
+                    (&self.config.policies, &pol_deltas),
+                ],
+            )?;
         let policy = self.rt.policy.clone();
         let check_sig = policy.approvals.iter().any(|a| a.require_signature);
         let mut evidence = repo.evidence(&facts, &policy, check_sig);
-        if policy.approvals.iter().any(|a| a.evidence == EvidenceKind::Forge) {
+        if policy
+            .approvals
+            .iter()
+            .any(|a| a.evidence == EvidenceKind::Forge)
+        {
             evidence.forge_reviews = forge.reviews(&facts).unwrap_or_default();
         }
         let walk = match walk {
@@ -861,7 +911,13 @@ impl Index {
             None
         };
         if lib_new != lib_old {
-            self.library_change(repo, &ctx, lib_old, lib_new, &lib_deltas, report)?;
+            let diff = LibraryDiff {
+                old: lib_old,
+                new: lib_new,
+                deltas: &lib_deltas,
+                dirs: lib_dirs,
+            };
+            self.library_change(repo, &ctx, diff, report)?;
         }
         if let Some((p, approvers)) = new_policy {
             let old = self.rt.policy.clone();
@@ -876,14 +932,19 @@ impl Index {
                         commit: c.to_string(),
                         approvers: approvers.clone(),
                     });
-                    let discovery = |p: &Policy| serde_json::to_string(&p.discovery).unwrap_or_default();
+                    let discovery =
+                        |p: &Policy| serde_json::to_string(&p.discovery).unwrap_or_default();
                     if discovery(&old) != discovery(&self.rt.policy) {
                         self.rediscover(repo, &ctx, lib_new, &approvers, report)?;
                     }
                     self.release_held(&ctx, report);
                 }
                 Err(errs) => {
-                    let reason = errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ");
+                    let reason = errs
+                        .iter()
+                        .map(|e| e.to_string())
+                        .collect::<Vec<_>>()
+                        .join("; ");
                     self.policy.error = Some(Problem {
                         commit: c.to_string(),
                         reason: reason.clone(),
@@ -910,7 +971,13 @@ impl Index {
         let base_ok = self.policy.head == self.policy.reviewed;
         self.policy.head = new.clone();
         let policy = self.rt.policy.clone();
-        let j = judge(&policy, &policy.rules_for_policy(), Target::Policy, &ctx.evidence, &ctx.change);
+        let j = judge(
+            &policy,
+            &policy.rules_for_policy(),
+            Target::Policy,
+            &ctx.evidence,
+            &ctx.change,
+        );
         let commit = ctx.facts.oid.to_string();
         if j.approved && base_ok {
             self.policy.reviewed = new;
@@ -921,7 +988,11 @@ impl Index {
                     let reason = format!(
                         "approved policy change {} does not load; the policy of {} stays in effect: {}",
                         ctx.facts.short(),
-                        self.policy.commit.as_deref().map(|c| &c[..10.min(c.len())]).unwrap_or("the root approvers"),
+                        self.policy
+                            .commit
+                            .as_deref()
+                            .map(|c| &c[..10.min(c.len())])
+                            .unwrap_or("the root approvers"),
                         errs.join("; ")
                     );
                     self.policy.error = Some(Problem {
@@ -938,7 +1009,11 @@ impl Index {
                 format!(
                     "policy change {} is approved but builds on policy content that was never approved (from {}); it is ignored",
                     ctx.facts.short(),
-                    self.policy.drift.as_ref().map(|d| d.commit.as_str()).unwrap_or("an earlier commit")
+                    self.policy
+                        .drift
+                        .as_ref()
+                        .map(|d| d.commit.as_str())
+                        .unwrap_or("an earlier commit")
                 )
             } else {
                 format!(
@@ -963,14 +1038,35 @@ impl Index {
         &mut self,
         repo: &Repo,
         ctx: &CommitCtx,
-        lib_old: Option<Oid>,
-        lib_new: Option<Oid>,
-        deltas: &[DeltaInfo],
+        diff: LibraryDiff<'_>,
         report: &mut UpdateReport,
     ) -> Result<(), Error> {
+        let LibraryDiff {
+            old: lib_old,
+            new: lib_new,
+            deltas,
+            dirs,
+        } = diff;
         let policy = self.rt.policy.clone();
-        let mut old_units = UnitFinder::new(repo, lib_old);
-        let mut new_units = UnitFinder::new(repo, lib_new);
+        // Whether the library root itself is a script folder rarely changes: carry it over.
+        let root_old = match self.rt.root_manifest {
+            Some((tree, has)) if Some(tree) == lib_old => Some(has),
+            _ => None,
+        };
+        let mut old_units = UnitFinder::new(repo, lib_old).with_hints(root_old, dirs.0);
+        let root_new = root_old.map(|has| {
+            match deltas.iter().find(|d| {
+                d.old_path.as_deref() == Some(MANIFEST) || d.new_path.as_deref() == Some(MANIFEST)
+            }) {
+                Some(d) => d.new_path.as_deref() == Some(MANIFEST),
+                None => has,
+            }
+        });
+        let mut new_units = UnitFinder::new(repo, lib_new).with_hints(root_new, dirs.1);
+        if let Some(tree) = lib_new {
+            let has = new_units.has_manifest("")?;
+            self.rt.root_manifest = Some((tree, has));
+        }
         let mut affected: BTreeSet<Unit> = BTreeSet::new();
         let mut present_new: BTreeSet<Unit> = BTreeSet::new();
         let mut renames: BTreeMap<Unit, Unit> = BTreeMap::new();
@@ -987,7 +1083,11 @@ impl Index {
             };
             for p in old_path.iter().chain(new_path.iter()) {
                 if p == quiver_core::library::MANIFEST || p.ends_with("/script.toml") {
-                    manifest_dirs.insert(p.rsplit_once('/').map(|(d, _)| d.to_string()).unwrap_or_default());
+                    manifest_dirs.insert(
+                        p.rsplit_once('/')
+                            .map(|(d, _)| d.to_string())
+                            .unwrap_or_default(),
+                    );
                 }
             }
             if d.status == Delta::Renamed
@@ -1040,7 +1140,9 @@ impl Index {
                 rec.renamed_from.push(rec.dir.clone());
                 rec.dir = to.key().to_string();
                 if let Some(v) = rec.deployed_version() {
-                    self.rt.names.insert(v.name.to_ascii_lowercase(), to.key().to_string());
+                    self.rt
+                        .names
+                        .insert(v.name.to_ascii_lowercase(), to.key().to_string());
                 }
                 self.scripts.insert(to.key().to_string(), rec);
             }
@@ -1069,7 +1171,7 @@ impl Index {
 
     /// Name and risk of a unit's content (when its manifest is usable).
     fn identify(&self, unit: &Unit, content: &UnitContent) -> Option<(String, Risk)> {
-        let lib = Library::assemble(&self.config.library, &content.tree, &self.rt.policy);
+        let lib = self.assemble(content);
         lib.scripts
             .iter()
             .find(|s| match unit {
@@ -1091,15 +1193,19 @@ impl Index {
         for ch in changes {
             let rec = self.scripts.get(ch.unit.key());
             let old_id = rec.and_then(|r| {
-                r.head
-                    .as_ref()
-                    .map(|_| (r.head_name.clone().unwrap_or_else(|| r.display_name()), r.head_risk.unwrap_or(Risk::High)))
+                r.head.as_ref().map(|_| {
+                    (
+                        r.head_name.clone().unwrap_or_else(|| r.display_name()),
+                        r.head_risk.unwrap_or(Risk::High),
+                    )
+                })
             });
             let new_id = ch.new.as_ref().map(|n| {
                 self.identify(&ch.unit, n).unwrap_or_else(|| {
                     (
-                        rec.map(|r| r.display_name())
-                            .unwrap_or_else(|| ch.unit.key().rsplit('/').next().unwrap_or("").to_string()),
+                        rec.map(|r| r.display_name()).unwrap_or_else(|| {
+                            ch.unit.key().rsplit('/').next().unwrap_or("").to_string()
+                        }),
                         Risk::High,
                     )
                 })
@@ -1109,8 +1215,14 @@ impl Index {
                 if j.is_some() && old_id == new_id {
                     break;
                 }
-                let rules = policy.rules_for_script(&name, risk);
-                let this = judge(&policy, &rules, Target::Script { name: &name, risk }, &ctx.evidence, &ctx.change);
+                let rules = quiver_core::approval::rules_for_script(&policy, &name, risk);
+                let this = judge(
+                    &policy,
+                    &rules,
+                    Target::Script { name: &name, risk },
+                    &ctx.evidence,
+                    &ctx.change,
+                );
                 j = Some(match j {
                     None => this,
                     Some(prev) => combine(prev, this),
@@ -1120,23 +1232,33 @@ impl Index {
             judged.push((ch, j, new_id));
         }
         // The mass-removal guard looks at the change as a whole.
-        let removed: Vec<&Judgement> = judged.iter().filter(|(c, _, _)| c.old.is_some() && c.new.is_none()).map(|(_, j, _)| j).collect();
+        let removed: Vec<&Judgement> = judged
+            .iter()
+            .filter(|(c, _, _)| c.old.is_some() && c.new.is_none())
+            .map(|(_, j, _)| j)
+            .collect();
         let held = if removed.is_empty() {
             None
         } else {
             let before = self.scripts.values().filter(|r| r.head.is_some()).count();
             let approvals = removed.iter().map(|j| j.approvers.len()).min().unwrap_or(0);
-            removal_held(&policy, before, removed.len(), approvals).map(|reason| HeldChange {
-                commit: ctx.facts.oid.to_string(),
-                scripts_before: before,
-                removed: removed.len(),
-                approvals,
-                version: None,
-            }.with_reason(reason))
+            removal_held(&policy, before, removed.len(), approvals).map(|reason| {
+                HeldChange {
+                    commit: ctx.facts.oid.to_string(),
+                    scripts_before: before,
+                    removed: removed.len(),
+                    approvals,
+                    version: None,
+                }
+                .with_reason(reason)
+            })
         };
         for (ch, j, new_id) in judged {
             let key = ch.unit.key().to_string();
-            let mut rec = self.scripts.remove(&key).unwrap_or_else(|| ScriptRecord::new(&ch.unit));
+            let mut rec = self
+                .scripts
+                .remove(&key)
+                .unwrap_or_else(|| ScriptRecord::new(&ch.unit));
             let new_digest = ch.new.as_ref().map(|n| n.digest.clone());
             rec.head = new_digest.clone();
             rec.head_name = None;
@@ -1152,10 +1274,25 @@ impl Index {
                     (Some((h, reason)), new) => {
                         let version = match new {
                             Some(content) => {
-                                match self.evaluate(&ch.unit, &content, &ctx.facts, &ctx.authors, basis, &j.approvers) {
+                                match self.evaluate(
+                                    &ch.unit,
+                                    &content,
+                                    &ctx.facts,
+                                    &ctx.authors,
+                                    basis,
+                                    &j.approvers,
+                                ) {
                                     Outcome::Version(v) => Some(*v),
                                     outcome @ Outcome::Refused(_) => {
-                                        self.settle_new_content(&mut rec, &ch.unit, content, outcome, &ctx.facts, "", &mut report.events);
+                                        self.settle_new_content(
+                                            &mut rec,
+                                            &ch.unit,
+                                            content,
+                                            outcome,
+                                            &ctx.facts,
+                                            "",
+                                            &mut report.events,
+                                        );
                                         self.put(key, rec);
                                         continue;
                                     }
@@ -1166,7 +1303,8 @@ impl Index {
                         rec.reviewed = new_digest;
                         rec.drift = None;
                         rec.settled = State::Held;
-                        rec.settled_reason = Some(format!("{reason} (change {})", ctx.facts.short()));
+                        rec.settled_reason =
+                            Some(format!("{reason} (change {})", ctx.facts.short()));
                         rec.settled_commit = Some(ctx.facts.oid.to_string());
                         rec.held = Some(HeldChange {
                             version,
@@ -1183,11 +1321,26 @@ impl Index {
                         self.remove_script(&mut rec, &key, &ctx.facts, &j, report);
                     }
                     (None, Some(content)) => {
-                        let mut outcome = self.evaluate(&ch.unit, &content, &ctx.facts, &ctx.authors, basis, &j.approvers);
+                        let mut outcome = self.evaluate(
+                            &ch.unit,
+                            &content,
+                            &ctx.facts,
+                            &ctx.authors,
+                            basis,
+                            &j.approvers,
+                        );
                         if let Outcome::Version(v) = &mut outcome {
                             v.ignored = j.ignored.clone();
                         }
-                        self.settle_new_content(&mut rec, &ch.unit, content, outcome, &ctx.facts, "", &mut report.events);
+                        self.settle_new_content(
+                            &mut rec,
+                            &ch.unit,
+                            content,
+                            outcome,
+                            &ctx.facts,
+                            "",
+                            &mut report.events,
+                        );
                     }
                 }
             } else if new_digest == rec.reviewed {
@@ -1259,9 +1412,21 @@ impl Index {
         }
     }
 
-    fn remove_script(&mut self, rec: &mut ScriptRecord, key: &str, facts: &CommitFacts, j: &Judgement, report: &mut UpdateReport) {
+    fn remove_script(
+        &mut self,
+        rec: &mut ScriptRecord,
+        key: &str,
+        facts: &CommitFacts,
+        j: &Judgement,
+        report: &mut UpdateReport,
+    ) {
         if let Some(v) = rec.deployed_version()
-            && self.rt.names.get(&v.name.to_ascii_lowercase()).map(String::as_str) == Some(key)
+            && self
+                .rt
+                .names
+                .get(&v.name.to_ascii_lowercase())
+                .map(String::as_str)
+                == Some(key)
         {
             self.rt.names.remove(&v.name.to_ascii_lowercase());
         }
@@ -1297,8 +1462,7 @@ impl Index {
         approvers: &[String],
     ) -> Outcome {
         let scanner = self.scanner();
-        let policy = &self.rt.policy;
-        let lib = Library::assemble(&self.config.library, &content.tree, policy);
+        let lib = self.assemble(content);
         let script = lib.scripts.iter().find(|s| match unit {
             Unit::Dir(d) => &s.dir == d,
             Unit::File(_) => true,
@@ -1307,7 +1471,9 @@ impl Index {
             let errors: Vec<String> = lib
                 .broken
                 .iter()
-                .filter(|b| matches!(unit, Unit::Dir(d) if &b.dir == d) || matches!(unit, Unit::File(_)))
+                .filter(|b| {
+                    matches!(unit, Unit::Dir(d) if &b.dir == d) || matches!(unit, Unit::File(_))
+                })
                 .flat_map(|b| b.errors.iter().map(|e| e.to_string()))
                 .collect();
             let why = if errors.is_empty() {
@@ -1373,6 +1539,13 @@ impl Index {
         }))
     }
 
+    /// The content assembled under the policy in effect (once per content).
+    fn assemble<'c>(&self, content: &'c UnitContent) -> &'c Library {
+        content
+            .assembled
+            .get_or_init(|| Library::assemble(&self.config.library, &content.tree, &self.rt.policy))
+    }
+
     /// Records the outcome of approved new content: a version, or refused.
     #[allow(clippy::too_many_arguments)]
     fn settle_new_content(
@@ -1423,14 +1596,27 @@ impl Index {
         }
     }
 
-    fn push_version(&mut self, rec: &mut ScriptRecord, key: &str, mut v: Version, events: &mut Vec<Event>) {
+    fn push_version(
+        &mut self,
+        rec: &mut ScriptRecord,
+        key: &str,
+        mut v: Version,
+        events: &mut Vec<Event>,
+    ) {
         if let Some(old) = rec.deployed_version()
-            && self.rt.names.get(&old.name.to_ascii_lowercase()).map(String::as_str) == Some(key)
+            && self
+                .rt
+                .names
+                .get(&old.name.to_ascii_lowercase())
+                .map(String::as_str)
+                == Some(key)
         {
             self.rt.names.remove(&old.name.to_ascii_lowercase());
         }
         v.number = rec.versions.last().map_or(1, |l| l.number + 1);
-        self.rt.names.insert(v.name.to_ascii_lowercase(), key.to_string());
+        self.rt
+            .names
+            .insert(v.name.to_ascii_lowercase(), key.to_string());
         rec.deployed = Some(v.number);
         rec.reviewed = Some(v.digest.clone());
         rec.settled = State::Approved;
@@ -1484,13 +1670,36 @@ impl Index {
             }
         }
         for (unit, files) in units {
-            if !matches!(unit, Unit::File(_)) || self.scripts.get(unit.key()).is_some_and(|r| r.head.is_some()) {
+            if !matches!(unit, Unit::File(_))
+                || self
+                    .scripts
+                    .get(unit.key())
+                    .is_some_and(|r| r.head.is_some())
+            {
                 continue;
             }
             let content = read_unit(repo, &unit, &files)?;
-            let mut rec = self.scripts.remove(unit.key()).unwrap_or_else(|| ScriptRecord::new(&unit));
-            let outcome = self.evaluate(&unit, &content, &ctx.facts, &ctx.authors, Basis::from_kind(ctx.evidence_kind()), approvers);
-            self.settle_new_content(&mut rec, &unit, content, outcome, &ctx.facts, "claimed by a discovery rule in policy change", &mut report.events);
+            let mut rec = self
+                .scripts
+                .remove(unit.key())
+                .unwrap_or_else(|| ScriptRecord::new(&unit));
+            let outcome = self.evaluate(
+                &unit,
+                &content,
+                &ctx.facts,
+                &ctx.authors,
+                Basis::from_kind(ctx.evidence_kind()),
+                approvers,
+            );
+            self.settle_new_content(
+                &mut rec,
+                &unit,
+                content,
+                outcome,
+                &ctx.facts,
+                "claimed by a discovery rule in policy change",
+                &mut report.events,
+            );
             self.put(unit.key().to_string(), rec);
         }
         Ok(())
@@ -1506,7 +1715,9 @@ impl Index {
             .map(|(k, _)| k.clone())
             .collect();
         for key in keys {
-            let Some(mut rec) = self.scripts.remove(&key) else { continue };
+            let Some(mut rec) = self.scripts.remove(&key) else {
+                continue;
+            };
             let Some(h) = rec.held.clone() else { continue };
             if removal_held(&policy, h.scripts_before, h.removed, h.approvals).is_none() {
                 match h.version {
@@ -1535,16 +1746,29 @@ impl Index {
         self.scripts
             .get(name_or_dir)
             .or_else(|| self.scripts.values().find(|r| r.name == name_or_dir))
-            .or_else(|| self.scripts.values().find(|r| r.name.eq_ignore_ascii_case(name_or_dir)))
-            .or_else(|| self.scripts.values().find(|r| r.renamed_from.iter().any(|d| d == name_or_dir)))
+            .or_else(|| {
+                self.scripts
+                    .values()
+                    .find(|r| r.name.eq_ignore_ascii_case(name_or_dir))
+            })
+            .or_else(|| {
+                self.scripts
+                    .values()
+                    .find(|r| r.renamed_from.iter().any(|d| d == name_or_dir))
+            })
     }
 
     /// Files of a script at any commit (its folder then, following moves), or `None` if
     /// it did not exist there.
-    pub fn files_at(&self, repo: &Repo, record: &ScriptRecord, commit: Oid) -> Result<Option<Vec<FileRef>>, Error> {
+    pub fn files_at(
+        &self,
+        repo: &Repo,
+        record: &ScriptRecord,
+        commit: Oid,
+    ) -> Result<Option<Vec<FileRef>>, Error> {
         let tree = repo.git().find_commit(commit)?.tree_id();
         let lib = repo.subtree(tree, &self.config.library)?;
-        let finder = UnitFinder::new(repo, lib);
+        let mut finder = UnitFinder::new(repo, lib);
         for dir in std::iter::once(&record.dir).chain(record.renamed_from.iter().rev()) {
             let unit = if record.discovered {
                 Unit::File(dir.clone())
@@ -1576,7 +1800,9 @@ impl Index {
                     deployed: rec.deployed,
                 });
             }
-            let Some(v) = rec.deployed_version() else { continue };
+            let Some(v) = rec.deployed_version() else {
+                continue;
+            };
             let manifest = match self.rt.manifests.get(&v.digest) {
                 Some(m) => m.clone(),
                 None => {
@@ -1595,19 +1821,25 @@ impl Index {
                         })
                         .collect();
                     let content = read_unit(repo, &unit, &refs)?;
-                    let lib = Library::assemble(&self.config.library, &content.tree, &self.rt.policy);
+                    let lib =
+                        Library::assemble(&self.config.library, &content.tree, &self.rt.policy);
                     let Some(s) = lib.scripts.into_iter().next() else {
                         problems.push(ScriptProblem {
                             name: rec.name.clone(),
                             dir: rec.dir.clone(),
                             state: State::Refused,
-                            reason: format!("v{} no longer assembles under the policy in effect", v.number),
+                            reason: format!(
+                                "v{} no longer assembles under the policy in effect",
+                                v.number
+                            ),
                             pending_commit: None,
                             deployed: rec.deployed,
                         });
                         continue;
                     };
-                    self.rt.manifests.insert(v.digest.clone(), s.manifest.clone());
+                    self.rt
+                        .manifests
+                        .insert(v.digest.clone(), s.manifest.clone());
                     s.manifest
                 }
             };
@@ -1673,15 +1905,72 @@ pub(crate) struct DeltaInfo {
 /// The changes between two versions of a subtree. Trees are compared entry by entry and
 /// equal subtree ids are skipped, so the cost is the size of the change; renames are
 /// looked for only when something was both added and deleted (see [`find_renames`]).
-fn collect_deltas(repo: &Repo, old: Option<Oid>, new: Option<Oid>) -> Result<Vec<DeltaInfo>, Error> {
+fn collect_deltas(
+    repo: &Repo,
+    old: Option<Oid>,
+    new: Option<Oid>,
+) -> Result<Vec<DeltaInfo>, Error> {
+    Ok(collect_deltas_with_dirs(repo, old, new)?.0)
+}
+
+/// The library folder's change in one commit.
+struct LibraryDiff<'d> {
+    old: Option<Oid>,
+    new: Option<Oid>,
+    deltas: &'d [DeltaInfo],
+    dirs: DirHints,
+}
+
+/// How a path changed between two trees.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PathChange {
+    /// `A`dded, `D`eleted, `M`odified or `R`enamed.
+    pub status: char,
+    /// Path on the old side.
+    pub old_path: Option<String>,
+    /// Path on the new side.
+    pub new_path: Option<String>,
+}
+
+/// The file changes between two trees (paths relative to them), renames paired as the
+/// index pairs them. Exposed for tests and tools; the index uses the same code.
+pub fn diff_trees(
+    repo: &Repo,
+    old: Option<Oid>,
+    new: Option<Oid>,
+) -> Result<Vec<PathChange>, Error> {
+    Ok(collect_deltas(repo, old, new)?
+        .into_iter()
+        .map(|d| PathChange {
+            status: match d.status {
+                Delta::Added => 'A',
+                Delta::Deleted => 'D',
+                Delta::Renamed => 'R',
+                _ => 'M',
+            },
+            old_path: d.old_path,
+            new_path: d.new_path,
+        })
+        .collect())
+}
+
+/// Subtree ids by folder on the old and new side, for the folders a diff descended into.
+type DirHints = (HashMap<String, Oid>, HashMap<String, Oid>);
+
+fn collect_deltas_with_dirs(
+    repo: &Repo,
+    old: Option<Oid>,
+    new: Option<Oid>,
+) -> Result<(Vec<DeltaInfo>, DirHints), Error> {
     let mut out = Vec::new();
-    tree_changes(repo, old, new, "", &mut out)?;
+    let mut dirs = DirHints::default();
+    tree_changes(repo, old, new, "", &mut out, &mut dirs)?;
     let added = out.iter().any(|d| d.status == Delta::Added);
     let deleted = out.iter().any(|d| d.status == Delta::Deleted);
     if added && deleted {
         find_renames(repo, &mut out)?;
     }
-    Ok(out)
+    Ok((out, dirs))
 }
 
 /// Largest file compared for inexact renames.
@@ -1694,8 +1983,12 @@ const RENAME_MAX_PAIRS: usize = 10_000;
 /// files with the same name, then among all. A moved script folder is found through its
 /// `script.toml`, even when the manifest changed on the way.
 fn find_renames(repo: &Repo, deltas: &mut Vec<DeltaInfo>) -> Result<(), Error> {
-    let deleted: Vec<usize> = (0..deltas.len()).filter(|&i| deltas[i].status == Delta::Deleted).collect();
-    let added: Vec<usize> = (0..deltas.len()).filter(|&i| deltas[i].status == Delta::Added).collect();
+    let deleted: Vec<usize> = (0..deltas.len())
+        .filter(|&i| deltas[i].status == Delta::Deleted)
+        .collect();
+    let added: Vec<usize> = (0..deltas.len())
+        .filter(|&i| deltas[i].status == Delta::Added)
+        .collect();
     let mut pairs: Vec<(usize, usize)> = Vec::new();
     let mut used_old: HashSet<usize> = HashSet::new();
     let mut used_new: HashSet<usize> = HashSet::new();
@@ -1706,9 +1999,14 @@ fn find_renames(repo: &Repo, deltas: &mut Vec<DeltaInfo>) -> Result<(), Error> {
             by_id.entry(id).or_default().push(d);
         }
     }
-    let name = |p: &Option<String>| p.as_deref().map(|p| p.rsplit('/').next().unwrap_or(p).to_string());
+    let name = |p: &Option<String>| {
+        p.as_deref()
+            .map(|p| p.rsplit('/').next().unwrap_or(p).to_string())
+    };
     for &a in &added {
-        let Some(id) = deltas[a].new_oid else { continue };
+        let Some(id) = deltas[a].new_oid else {
+            continue;
+        };
         if let Some(cands) = by_id.get_mut(&id) {
             // Prefer the same file name.
             let pos = cands
@@ -1724,15 +2022,33 @@ fn find_renames(repo: &Repo, deltas: &mut Vec<DeltaInfo>) -> Result<(), Error> {
         }
     }
     // Inexact: by content similarity, same file name first.
-    let rest_old: Vec<usize> = deleted.iter().copied().filter(|d| !used_old.contains(d)).collect();
-    let rest_new: Vec<usize> = added.iter().copied().filter(|a| !used_new.contains(a)).collect();
-    if !rest_old.is_empty() && !rest_new.is_empty() && rest_old.len() * rest_new.len() <= RENAME_MAX_PAIRS {
+    let rest_old: Vec<usize> = deleted
+        .iter()
+        .copied()
+        .filter(|d| !used_old.contains(d))
+        .collect();
+    let rest_new: Vec<usize> = added
+        .iter()
+        .copied()
+        .filter(|a| !used_new.contains(a))
+        .collect();
+    if !rest_old.is_empty()
+        && !rest_new.is_empty()
+        && rest_old.len() * rest_new.len() <= RENAME_MAX_PAIRS
+    {
         let text = |id: Option<Oid>| -> Option<String> {
             let blob = repo.git().find_blob(id?).ok()?;
-            (blob.size() <= RENAME_MAX_SIZE && !blob.is_binary()).then(|| String::from_utf8_lossy(blob.content()).into_owned())
+            (blob.size() <= RENAME_MAX_SIZE && !blob.is_binary())
+                .then(|| String::from_utf8_lossy(blob.content()).into_owned())
         };
-        let olds: Vec<(usize, Option<String>)> = rest_old.iter().map(|&d| (d, text(deltas[d].old_oid))).collect();
-        let news: Vec<(usize, Option<String>)> = rest_new.iter().map(|&a| (a, text(deltas[a].new_oid))).collect();
+        let olds: Vec<(usize, Option<String>)> = rest_old
+            .iter()
+            .map(|&d| (d, text(deltas[d].old_oid)))
+            .collect();
+        let news: Vec<(usize, Option<String>)> = rest_new
+            .iter()
+            .map(|&a| (a, text(deltas[a].new_oid)))
+            .collect();
         let mut scored: Vec<(bool, f32, usize, usize)> = Vec::new();
         for (d, ot) in &olds {
             let Some(ot) = ot else { continue };
@@ -1782,9 +2098,24 @@ fn git_order(a: &RawEntry<'_>, b: &RawEntry<'_>) -> std::cmp::Ordering {
     crate::rawtree::git_cmp(a.name, a.is_tree(), b.name, b.is_tree())
 }
 
-fn tree_changes(repo: &Repo, old: Option<Oid>, new: Option<Oid>, prefix: &str, out: &mut Vec<DeltaInfo>) -> Result<(), Error> {
+fn tree_changes(
+    repo: &Repo,
+    old: Option<Oid>,
+    new: Option<Oid>,
+    prefix: &str,
+    out: &mut Vec<DeltaInfo>,
+    dirs: &mut DirHints,
+) -> Result<(), Error> {
     if old == new {
         return Ok(());
+    }
+    if !prefix.is_empty() {
+        if let Some(o) = old {
+            dirs.0.insert(prefix.to_string(), o);
+        }
+        if let Some(n) = new {
+            dirs.1.insert(prefix.to_string(), n);
+        }
     }
     let git = repo.git();
     let a = old.map(|t| repo.trees().read(git, t)).transpose()?;
@@ -1817,7 +2148,7 @@ fn tree_changes(repo: &Repo, old: Option<Oid>, new: Option<Oid>, prefix: &str, o
             (std::cmp::Ordering::Equal, Some(xe), Some(ye)) => {
                 if xe.id != ye.id || xe.mode != ye.mode {
                     if xe.is_tree() && ye.is_tree() {
-                        tree_changes(repo, Some(xe.oid()), Some(ye.oid()), &path(&xe), out)?;
+                        tree_changes(repo, Some(xe.oid()), Some(ye.oid()), &path(&xe), out, dirs)?;
                     } else {
                         out.push(DeltaInfo {
                             status: Delta::Modified,
@@ -1836,7 +2167,7 @@ fn tree_changes(repo: &Repo, old: Option<Oid>, new: Option<Oid>, prefix: &str, o
             }
             (std::cmp::Ordering::Less, Some(xe), _) => {
                 if xe.is_tree() {
-                    tree_changes(repo, Some(xe.oid()), None, &path(&xe), out)?;
+                    tree_changes(repo, Some(xe.oid()), None, &path(&xe), out, dirs)?;
                 } else {
                     out.push(DeltaInfo {
                         status: Delta::Deleted,
@@ -1850,7 +2181,7 @@ fn tree_changes(repo: &Repo, old: Option<Oid>, new: Option<Oid>, prefix: &str, o
             }
             (_, _, Some(ye)) => {
                 if ye.is_tree() {
-                    tree_changes(repo, None, Some(ye.oid()), &path(&ye), out)?;
+                    tree_changes(repo, None, Some(ye.oid()), &path(&ye), out, dirs)?;
                 } else {
                     out.push(DeltaInfo {
                         status: Delta::Added,
@@ -1871,13 +2202,19 @@ fn tree_changes(repo: &Repo, old: Option<Oid>, new: Option<Oid>, prefix: &str, o
 /// Whether a merge commit carries content of its own in these subtrees: a changed path
 /// whose bytes at the merge match none of the merged parents (a conflict resolution or an
 /// edit made while merging). Only then is the merger an author of the change.
-fn merge_has_own_content(repo: &Repo, facts: &CommitFacts, areas: &[(&String, &Vec<DeltaInfo>)]) -> Result<bool, Error> {
+fn merge_has_own_content(
+    repo: &Repo,
+    facts: &CommitFacts,
+    areas: &[(&String, &Vec<DeltaInfo>)],
+) -> Result<bool, Error> {
     let git = repo.git();
     let mut others = Vec::new();
     for p in &facts.parents[1..] {
         others.push(git.find_commit(*p)?.tree_id());
     }
-    let blob_in = |tree: Oid, path: &str| -> Result<Option<Oid>, Error> { Ok(repo.file_at(tree, path)?.map(|(o, _)| o)) };
+    let blob_in = |tree: Oid, path: &str| -> Result<Option<Oid>, Error> {
+        Ok(repo.file_at(tree, path)?.map(|(o, _)| o))
+    };
     let merge_tree = git.find_commit(facts.oid)?.tree_id();
     for (root, deltas) in areas {
         if deltas.is_empty() {
@@ -1893,7 +2230,9 @@ fn merge_has_own_content(repo: &Repo, facts: &CommitFacts, areas: &[(&String, &V
             continue;
         }
         for d in deltas.iter() {
-            let Some(path) = d.new_path.as_deref().or(d.old_path.as_deref()) else { continue };
+            let Some(path) = d.new_path.as_deref().or(d.old_path.as_deref()) else {
+                continue;
+            };
             let full = crate::units::join(root.trim_matches('/'), path);
             let mut taken = false;
             for t in &others {

@@ -34,8 +34,9 @@ pub mod sig;
 pub mod units;
 
 pub use index::{
-    ApprovedScript, ApprovedState, Basis, Event, ForgeReviews, Index, IndexConfig, NoForge, Problem, ScriptProblem,
-    ScriptRecord, State, TrustAnchor, UpdateOptions, UpdateReport, Version,
+    ApprovedScript, ApprovedState, Basis, Event, ForgeReviews, Index, IndexConfig, NoForge,
+    PathChange, Problem, ScriptProblem, ScriptRecord, State, TrustAnchor, UpdateOptions,
+    UpdateReport, Version, diff_trees,
 };
 pub use repo::{CommitFacts, FileRef, Person, Repo, VersionFile, content_digest};
 
@@ -73,7 +74,9 @@ pub enum Error {
         source: git2::Error,
     },
     /// The branch does not exist.
-    #[error("branch `{branch}` not found (looked for refs/heads/{branch} and refs/remotes/origin/{branch}); pass --branch")]
+    #[error(
+        "branch `{branch}` not found (looked for refs/heads/{branch} and refs/remotes/origin/{branch}); pass --branch"
+    )]
     NoBranch {
         /// Branch name.
         branch: String,

@@ -33,7 +33,6 @@ impl RawEntry<'_> {
         Oid::from_bytes(self.id).unwrap_or(Oid::ZERO_SHA1)
     }
 
-
     /// Whether it is a subtree.
     pub fn is_tree(&self) -> bool {
         self.mode == MODE_TREE
@@ -78,9 +77,11 @@ impl<'a> Iterator for Entries<'a> {
 
     fn next(&mut self) -> Option<RawEntry<'a>> {
         let sp = memchr::memchr(b' ', self.rest)?;
-        let mode = self.rest[..sp]
-            .iter()
-            .try_fold(0u32, |m, &b| (b'0'..=b'7').contains(&b).then(|| m * 8 + u32::from(b - b'0')))?;
+        let mode = self.rest[..sp].iter().try_fold(0u32, |m, &b| {
+            (b'0'..=b'7')
+                .contains(&b)
+                .then(|| m * 8 + u32::from(b - b'0'))
+        })?;
         let after = &self.rest[sp + 1..];
         let nul = memchr::memchr(0, after)?;
         let name = &after[..nul];
@@ -95,12 +96,15 @@ pub fn entries(raw: &[u8]) -> Entries<'_> {
     Entries { rest: raw }
 }
 
+/// A name looked up in a tree and the offset of its entry, if present.
+type Found = (Box<[u8]>, Option<u32>);
+
 /// A raw tree and, once a lookup needs it, the offsets of its entries.
 pub struct TreeData {
     bytes: Box<[u8]>,
     offsets: OnceLock<Vec<u32>>,
     /// Names already looked up and the offset of their entry.
-    found: Mutex<Vec<(Box<[u8]>, Option<u32>)>>,
+    found: Mutex<Vec<Found>>,
 }
 
 impl TreeData {
@@ -156,7 +160,8 @@ impl TreeData {
                     // previous entry's id or the start.
                     let start = (0..=p.saturating_sub(5)).rev().take(2).find(|&s| {
                         let digits = &self.bytes[s..p];
-                        (5..=6).contains(&digits.len()) && digits.iter().all(|b| (b'0'..=b'7').contains(b))
+                        (5..=6).contains(&digits.len())
+                            && digits.iter().all(|b| (b'0'..=b'7').contains(b))
                     });
                     if let Some(s) = start
                         && let Some(e) = entries(&self.bytes[s..]).next()
@@ -227,7 +232,9 @@ impl TreeCache {
                 let odb = git.odb()?;
                 let obj = odb.read(oid)?;
                 if obj.kind() != ObjectType::Tree {
-                    return Err(Error::Git(git2::Error::from_str(&format!("{oid} is not a tree"))));
+                    return Err(Error::Git(git2::Error::from_str(&format!(
+                        "{oid} is not a tree"
+                    ))));
                 }
                 Arc::new(TreeData {
                     bytes: obj.data().into(),
@@ -241,13 +248,23 @@ impl TreeCache {
     }
 
     /// The entry named `name` in tree `tree`.
-    pub fn child(&self, git: &Repository, tree: Oid, name: &[u8]) -> Result<Option<(Oid, u32)>, Error> {
+    pub fn child(
+        &self,
+        git: &Repository,
+        tree: Oid,
+        name: &[u8],
+    ) -> Result<Option<(Oid, u32)>, Error> {
         let raw = self.read(git, tree)?;
         Ok(raw.child(name).map(|e| (e.oid(), e.mode)))
     }
 
     /// The entry at a `/`-separated path below tree `tree` (`""` is the tree itself).
-    pub fn lookup(&self, git: &Repository, tree: Oid, path: &str) -> Result<Option<(Oid, u32)>, Error> {
+    pub fn lookup(
+        &self,
+        git: &Repository,
+        tree: Oid,
+        path: &str,
+    ) -> Result<Option<(Oid, u32)>, Error> {
         let mut cur = (tree, MODE_TREE);
         for part in path.split('/').filter(|p| !p.is_empty() && *p != ".") {
             if cur.1 != MODE_TREE {
@@ -269,7 +286,13 @@ impl TreeCache {
         Ok(out)
     }
 
-    fn walk(&self, git: &Repository, tree: Oid, prefix: &str, out: &mut Vec<FileRef>) -> Result<(), Error> {
+    fn walk(
+        &self,
+        git: &Repository,
+        tree: Oid,
+        prefix: &str,
+        out: &mut Vec<FileRef>,
+    ) -> Result<(), Error> {
         let raw = self.read(git, tree)?;
         for e in raw.entries() {
             let path = crate::units::join(prefix, &e.name_str());
@@ -317,7 +340,14 @@ mod tests {
     #[test]
     fn binary_search_in_git_order() {
         // git order: "a-b" < "a" (tree, as "a/") < "a0"; "a.txt" (blob) < "a-" is false.
-        let mut names: Vec<(&str, bool)> = vec![("a-b", false), ("a", true), ("a.txt", false), ("a0", false), ("b", true), ("c", false)];
+        let mut names: Vec<(&str, bool)> = vec![
+            ("a-b", false),
+            ("a", true),
+            ("a.txt", false),
+            ("a0", false),
+            ("b", true),
+            ("c", false),
+        ];
         let key = |(n, t): &(&str, bool)| {
             let mut k = n.as_bytes().to_vec();
             if *t {

@@ -3,7 +3,7 @@
 
 use crate::Error;
 use crate::sig;
-use git2::{ObjectType, Oid, Repository, Tree};
+use git2::{Oid, Repository, Tree};
 use quiver_core::approval::{Evidence, Trailer};
 use quiver_core::{FileTree, Policy, TreeEntry};
 use serde::{Deserialize, Serialize};
@@ -152,14 +152,9 @@ impl Repo {
         // told not to; git itself does not. Content integrity for endpoints comes from the
         // sha256 computed here over the exact bytes, so skip the second hash.
         git2::opts::strict_hash_verification(false);
-        // Keep trees and commits of any size in libgit2's object cache (by default only
-        // objects up to 4 KiB are cached, which excludes the library's top tree).
-        // SAFETY: sets a process-wide libgit2 option; no git2 call can be racing on it
-        // because it only affects which objects later lookups keep.
-        unsafe {
-            let _ = git2::opts::set_cache_object_limit(ObjectType::Tree, 4 << 20);
-            let _ = git2::opts::set_cache_object_limit(ObjectType::Commit, 64 << 10);
-        }
+        // Trees are read raw (see `rawtree`) and each commit is parsed a few times at
+        // most: libgit2's object cache costs more in bookkeeping than it saves here.
+        git2::opts::enable_caching(false);
         let git = Repository::open(path).map_err(|e| Error::Open {
             path: path.display().to_string(),
             source: e,
@@ -242,7 +237,11 @@ impl Repo {
 
     /// First-parent line from `head` back to (not including) `stop`, returned oldest first.
     /// `None` when `stop` is given but not on the line (the branch was rewritten).
-    pub fn first_parent_line(&self, head: Oid, stop: Option<Oid>) -> Result<Option<Vec<Oid>>, Error> {
+    pub fn first_parent_line(
+        &self,
+        head: Oid,
+        stop: Option<Oid>,
+    ) -> Result<Option<Vec<Oid>>, Error> {
         let mut line = Vec::new();
         let mut cur = Some(head);
         while let Some(oid) = cur {
@@ -306,7 +305,10 @@ impl Repo {
             return Ok(hit.clone());
         }
         let blob = self.git.find_blob(oid)?;
-        let v = (hex::encode(Sha256::digest(blob.content())), blob.size() as u64);
+        let v = (
+            hex::encode(Sha256::digest(blob.content())),
+            blob.size() as u64,
+        );
         let mut cache = self.sha_cache.borrow_mut();
         if cache.len() >= SHA_CACHE_MAX {
             cache.clear();
@@ -363,7 +365,11 @@ impl Repo {
 
     /// The policy files (`*.toml` under `policies`) of a tree, as `(path, text)` for
     /// [`Policy::load`]; paths are repository-relative (`policies/approvals.toml`).
-    pub fn policy_files(&self, tree_id: Option<Oid>, policies: &str) -> Result<Vec<(String, String)>, Error> {
+    pub fn policy_files(
+        &self,
+        tree_id: Option<Oid>,
+        policies: &str,
+    ) -> Result<Vec<(String, String)>, Error> {
         let Some(tree_id) = tree_id else {
             return Ok(Vec::new());
         };
@@ -374,14 +380,19 @@ impl Repo {
             }
             let bytes = self.blob(&f.oid)?;
             let path = format!("{}/{}", policies.trim_matches('/'), f.path);
-            let text = String::from_utf8(bytes).map_err(|_| Error::PolicyNotUtf8 { path: path.clone() })?;
+            let text = String::from_utf8(bytes)
+                .map_err(|_| Error::PolicyNotUtf8 { path: path.clone() })?;
             out.push((path, text.trim_start_matches('\u{feff}').to_string()));
         }
         Ok(out)
     }
 
     /// Loads the policy stored under `policies` in the tree `tree_id`.
-    pub fn load_policy(&self, tree_id: Option<Oid>, policies: &str) -> Result<Result<Policy, Vec<String>>, Error> {
+    pub fn load_policy(
+        &self,
+        tree_id: Option<Oid>,
+        policies: &str,
+    ) -> Result<Result<Policy, Vec<String>>, Error> {
         let files = match self.policy_files(tree_id, policies) {
             Ok(f) => f,
             Err(Error::PolicyNotUtf8 { path }) => {
@@ -396,7 +407,12 @@ impl Repo {
 
     /// Approval evidence carried by a commit: merge or not, trailers, and (when asked)
     /// its SSH signature checked against the members of `policy`.
-    pub fn evidence(&self, facts: &CommitFacts, policy: &Policy, check_signature: bool) -> Evidence {
+    pub fn evidence(
+        &self,
+        facts: &CommitFacts,
+        policy: &Policy,
+        check_signature: bool,
+    ) -> Evidence {
         Evidence {
             is_merge: facts.parents.len() > 1,
             trailers: parse_trailers(&facts.message),
@@ -416,7 +432,12 @@ impl Repo {
     /// *all* of them (`known_is_complete`), a plain walk that stops at them is exact. Else a
     /// short walk that must end at the first parent is tried, then libgit2's revwalk with
     /// the first parent hidden.
-    pub fn merge_walk(&self, parents: &[Oid], known: &HashSet<Oid>, known_is_complete: bool) -> Result<MergeWalk, Error> {
+    pub fn merge_walk(
+        &self,
+        parents: &[Oid],
+        known: &HashSet<Oid>,
+        known_is_complete: bool,
+    ) -> Result<MergeWalk, Error> {
         let Some((&first, others)) = parents.split_first() else {
             return Ok(MergeWalk::default());
         };
@@ -426,7 +447,11 @@ impl Repo {
                 complete: true,
             });
         }
-        let limit = if known_is_complete { MERGE_AUTHOR_WALK_CAP } else { 64 };
+        let limit = if known_is_complete {
+            MERGE_AUTHOR_WALK_CAP
+        } else {
+            64
+        };
         let mut out: Vec<(Oid, Person)> = Vec::new();
         let mut seen: HashSet<Oid> = HashSet::new();
         let mut stack: Vec<Oid> = others.to_vec();
@@ -471,13 +496,21 @@ impl Repo {
     /// Authors of a change: for a merge, the authors of the commits it brings in (see
     /// [`Repo::merge_walk`]) plus the merge commit's own author when `merger_wrote` (the
     /// merge carries content of its own); for any other commit, its author.
-    pub fn change_authors(&self, facts: &CommitFacts, merger_wrote: bool, walk: &MergeWalk) -> Vec<Person> {
+    pub fn change_authors(
+        &self,
+        facts: &CommitFacts,
+        merger_wrote: bool,
+        walk: &MergeWalk,
+    ) -> Vec<Person> {
         let mut authors: Vec<Person> = Vec::new();
         if merger_wrote || facts.parents.len() < 2 {
             authors.push(facts.author.clone());
         }
         for (_, p) in &walk.commits {
-            if !authors.iter().any(|a| a.email.eq_ignore_ascii_case(&p.email)) {
+            if !authors
+                .iter()
+                .any(|a| a.email.eq_ignore_ascii_case(&p.email))
+            {
                 authors.push(p.clone());
             }
         }
@@ -502,7 +535,9 @@ pub fn parse_trailers(message: &str) -> Vec<Trailer> {
     };
     trailers
         .iter()
-        .filter(|(k, _)| k.eq_ignore_ascii_case("approved-by") || k.eq_ignore_ascii_case("reviewed-by"))
+        .filter(|(k, _)| {
+            k.eq_ignore_ascii_case("approved-by") || k.eq_ignore_ascii_case("reviewed-by")
+        })
         .filter_map(|(k, v)| {
             let v = v.trim();
             let email = match (v.rfind('<'), v.rfind('>')) {
@@ -527,8 +562,13 @@ mod tests {
         let msg = "Merge branch 'x'\n\nSome text.\n\nApproved-by: Bob Smith <bob@example.org>\nReviewed-by: carol@example.org\nSigned-off-by: Dan <dan@example.org>\n";
         let t = parse_trailers(msg);
         assert_eq!(
-            t.iter().map(|t| (t.key.as_str(), t.email.as_str())).collect::<Vec<_>>(),
-            [("Approved-by", "bob@example.org"), ("Reviewed-by", "carol@example.org")]
+            t.iter()
+                .map(|t| (t.key.as_str(), t.email.as_str()))
+                .collect::<Vec<_>>(),
+            [
+                ("Approved-by", "bob@example.org"),
+                ("Reviewed-by", "carol@example.org")
+            ]
         );
         assert!(parse_trailers("no trailers here").is_empty());
     }
@@ -546,6 +586,9 @@ mod tests {
             content_digest(&[f("a", "1"), f("b", "2")]),
             content_digest(&[f("b", "2"), f("a", "1")])
         );
-        assert_ne!(content_digest(&[f("a", "1")]), content_digest(&[f("a", "2")]));
+        assert_ne!(
+            content_digest(&[f("a", "1")]),
+            content_digest(&[f("a", "2")])
+        );
     }
 }

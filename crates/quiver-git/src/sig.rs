@@ -34,7 +34,10 @@ pub fn verify(signature: &[u8], signed: &[u8], policy: &Policy) -> SignatureChec
         detail,
     };
     let text = String::from_utf8_lossy(signature);
-    if !text.trim_start().starts_with("-----BEGIN SSH SIGNATURE-----") {
+    if !text
+        .trim_start()
+        .starts_with("-----BEGIN SSH SIGNATURE-----")
+    {
         return fail("not an SSH signature (OpenPGP and X.509 signatures are not supported; sign with gpg.format = ssh)".into());
     }
     let sig = match SshSig::from_pem(text.trim()) {
@@ -42,7 +45,10 @@ pub fn verify(signature: &[u8], signed: &[u8], policy: &Policy) -> SignatureChec
         Err(e) => return fail(format!("malformed SSH signature: {e}")),
     };
     if sig.namespace() != GIT_NAMESPACE {
-        return fail(format!("SSH signature namespace is `{}`, not `git`", sig.namespace()));
+        return fail(format!(
+            "SSH signature namespace is `{}`, not `git`",
+            sig.namespace()
+        ));
     }
     let key = PublicKey::from(sig.public_key().clone());
     let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();

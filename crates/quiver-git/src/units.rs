@@ -54,6 +54,8 @@ pub struct UnitFinder<'r> {
     repo: &'r Repo,
     tree: Option<Oid>,
     manifests: HashMap<String, bool>,
+    /// Subtree ids by folder, known from the diff (saves lookups from the library root).
+    hints: HashMap<String, Oid>,
 }
 
 impl<'r> UnitFinder<'r> {
@@ -63,17 +65,42 @@ impl<'r> UnitFinder<'r> {
             repo,
             tree,
             manifests: HashMap::new(),
+            hints: HashMap::new(),
         }
     }
 
-    fn has_manifest(&mut self, dir: &str) -> Result<bool, Error> {
+    /// Adds what is already known: whether the library root holds a `script.toml`, and
+    /// the ids of subtrees by folder.
+    pub fn with_hints(mut self, root_manifest: Option<bool>, hints: HashMap<String, Oid>) -> Self {
+        if let Some(r) = root_manifest {
+            self.manifests.insert(String::new(), r);
+        }
+        self.hints = hints;
+        self
+    }
+
+    fn dir_tree(&self, dir: &str) -> Result<Option<Oid>, Error> {
         let Some(tree) = self.tree else {
-            return Ok(false);
+            return Ok(None);
         };
+        if dir.is_empty() {
+            return Ok(Some(tree));
+        }
+        if let Some(id) = self.hints.get(dir) {
+            return Ok(Some(*id));
+        }
+        self.repo.subtree(tree, dir)
+    }
+
+    /// Whether `dir` holds a `script.toml`.
+    pub fn has_manifest(&mut self, dir: &str) -> Result<bool, Error> {
         if let Some(&hit) = self.manifests.get(dir) {
             return Ok(hit);
         }
-        let hit = self.repo.file_at(tree, &join(dir, MANIFEST))?.is_some();
+        let hit = match self.dir_tree(dir)? {
+            Some(t) => self.repo.file_at(t, MANIFEST)?.is_some(),
+            None => false,
+        };
         self.manifests.insert(dir.to_string(), hit);
         Ok(hit)
     }
@@ -99,16 +126,16 @@ impl<'r> UnitFinder<'r> {
     }
 
     /// Files of a unit in this tree (paths relative to the unit), or `None` if absent.
-    pub fn files(&self, unit: &Unit) -> Result<Option<Vec<FileRef>>, Error> {
+    pub fn files(&mut self, unit: &Unit) -> Result<Option<Vec<FileRef>>, Error> {
         let Some(tree) = self.tree else {
             return Ok(None);
         };
         match unit {
             Unit::Dir(d) => {
-                if self.repo.file_at(tree, &join(d, MANIFEST))?.is_none() {
+                if !self.has_manifest(d)? {
                     return Ok(None);
                 }
-                match self.repo.subtree(tree, d)? {
+                match self.dir_tree(d)? {
                     Some(id) => Ok(Some(self.repo.list_files(id)?)),
                     None => Ok(None),
                 }
@@ -125,7 +152,11 @@ impl<'r> UnitFinder<'r> {
 }
 
 /// Every unit of a library tree, with its files.
-pub fn all_units(repo: &Repo, lib_tree: Option<Oid>, policy: &Policy) -> Result<BTreeMap<Unit, Vec<FileRef>>, Error> {
+pub fn all_units(
+    repo: &Repo,
+    lib_tree: Option<Oid>,
+    policy: &Policy,
+) -> Result<BTreeMap<Unit, Vec<FileRef>>, Error> {
     let mut out: BTreeMap<Unit, Vec<FileRef>> = BTreeMap::new();
     let Some(lib_tree) = lib_tree else {
         return Ok(out);
@@ -137,14 +168,19 @@ pub fn all_units(repo: &Repo, lib_tree: Option<Oid>, policy: &Policy) -> Result<
             if f.path == MANIFEST {
                 Some(String::new())
             } else {
-                f.path.strip_suffix(&format!("/{MANIFEST}")).map(str::to_string)
+                f.path
+                    .strip_suffix(&format!("/{MANIFEST}"))
+                    .map(str::to_string)
             }
         })
         .collect();
     dirs.sort();
     let mut outer: Vec<String> = Vec::new();
     for d in dirs {
-        if !outer.iter().any(|o| o.is_empty() || d.starts_with(&format!("{o}/"))) {
+        if !outer
+            .iter()
+            .any(|o| o.is_empty() || d.starts_with(&format!("{o}/")))
+        {
             outer.push(d);
         }
     }
@@ -159,11 +195,16 @@ pub fn all_units(repo: &Repo, lib_tree: Option<Oid>, policy: &Policy) -> Result<
                 } else {
                     f.path[d.len() + 1..].to_string()
                 };
-                out.entry(Unit::Dir(d.clone())).or_default().push(FileRef { path: rel, ..f });
+                out.entry(Unit::Dir(d.clone()))
+                    .or_default()
+                    .push(FileRef { path: rel, ..f });
             }
             None if policy.discovery.iter().any(|r| r.is_match(&f.path)) => {
                 let name = f.path.rsplit('/').next().unwrap_or(&f.path).to_string();
-                out.insert(Unit::File(f.path.clone()), vec![FileRef { path: name, ..f }]);
+                out.insert(
+                    Unit::File(f.path.clone()),
+                    vec![FileRef { path: name, ..f }],
+                );
             }
             None => {}
         }
@@ -180,6 +221,8 @@ pub struct UnitContent {
     pub digest: String,
     /// The bytes, library-relative.
     pub tree: FileTree,
+    /// The content assembled under the policy in effect, once asked for.
+    pub assembled: std::cell::OnceCell<quiver_core::Library>,
 }
 
 /// Reads a unit's files once: bytes for the tree, sha256 for the identity.
@@ -188,7 +231,10 @@ pub fn read_unit(repo: &Repo, unit: &Unit, files: &[FileRef]) -> Result<UnitCont
     let mut out = Vec::with_capacity(files.len());
     let parent = match unit {
         Unit::Dir(d) => d.clone(),
-        Unit::File(f) => f.rsplit_once('/').map(|(d, _)| d.to_string()).unwrap_or_default(),
+        Unit::File(f) => f
+            .rsplit_once('/')
+            .map(|(d, _)| d.to_string())
+            .unwrap_or_default(),
     };
     for f in files {
         let oid = Oid::from_str(&f.oid)?;
@@ -229,5 +275,6 @@ pub fn read_unit(repo: &Repo, unit: &Unit, files: &[FileRef]) -> Result<UnitCont
         files: out,
         digest,
         tree,
+        assembled: std::cell::OnceCell::new(),
     })
 }

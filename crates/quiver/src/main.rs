@@ -20,6 +20,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the whole flow on the example library: repository, controller, three agents, runs.
+    Demo(cmd::demo::Args),
     /// Lint a library folder and its policies (run it on every pull request).
     Lint(cmd::lint::Args),
     /// Every script's deployable version and state, and the policy in effect.
@@ -52,6 +54,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(&cli.log_format);
     let result = match cli.command {
+        Command::Demo(args) => cmd::demo::run(args),
         Command::Lint(args) => cmd::lint::run(args),
         Command::Status(args) => cmd::status::run(args),
         Command::History(args) => cmd::history::run(args),

@@ -649,15 +649,18 @@ impl Scanner {
         };
         let mut message = format!("{tool} parse error: {}", err.message);
         if count > 1 {
-            message.push_str(&format!(" ({} in this file)", plural(count, "error", "errors")));
+            message.push_str(&format!(
+                " ({} in this file; the first is shown)",
+                plural(count, "error", "errors")
+            ));
         }
         let mut help = "fix the syntax; the interpreter would stop at or before this line".to_string();
         if let Some(gap) = err.known_gap {
             severity = Severity::Warn;
             message.push_str(&format!(
-                "; this looks like {gap}, which is valid PowerShell the parser does not support"
+                "; this looks like {gap}, valid {tool} that the parser does not support"
             ));
-            help = "check the line runs; if it does, rewrite it more plainly (e.g. separate switch clauses with `;`) or waive".into();
+            help = "check the line runs; if it does, ignore this warning or write it more plainly (e.g. separate switch clauses with `;`)".into();
         } else if lang == Language::Shell && interpreters.contains(&Interpreter::Zsh) && !strict {
             message.push_str(" (zsh syntax is checked with the bash grammar)");
         }

@@ -177,22 +177,49 @@ pub(crate) fn parse(lang: Language, text: &str, want_commands: bool) -> Option<P
     parser.set_language(&language.into()).ok()?;
     let tree = parser.parse(text, None)?;
     let mut parsed = Parsed::default();
+    // The innermost errors: MISSING nodes, and ERROR nodes holding no other error (error
+    // recovery often wraps a stretch of valid statements in an outer ERROR).
+    let mut errors = Vec::new();
+    if tree.root_node().has_error() {
+        walk(&tree, |node, _| {
+            if node.is_missing() {
+                errors.push(node);
+            } else if node.is_error() {
+                let mut c = node.walk();
+                if !node.children(&mut c).any(|ch| ch.has_error()) {
+                    errors.push(node);
+                }
+            }
+            node.has_error()
+        });
+    }
+    parsed.error_count = errors.len();
+    // The first error decides: after a construct the grammar lacks, error recovery
+    // often reports follow-on errors in valid code, so later errors are not judged.
+    parsed.error = errors.first().map(|n| describe_error(lang, *n, text));
     let mut commands = Vec::new();
     let mut assignments = Vec::new();
-    walk(&tree, want_commands, |node, ancestors| {
-        if node.is_error() || node.is_missing() {
-            parsed.error_count += 1;
-        }
-        if want_commands {
-            match node.kind() {
+    if want_commands {
+        let bytes = text.as_bytes();
+        walk(&tree, |node, ancestors| {
+            let kind = node.kind();
+            match kind {
                 "command" => commands.push((node, args_end(lang, node, ancestors))),
                 "assignment_expression" if lang == Language::Powershell => assignments.push(node),
                 _ => {}
             }
-        }
-    });
-    if let Some(node) = first_error(tree.root_node()) {
-        parsed.error = Some(describe_error(lang, node, text));
+            // A command inside an expression, argument or string needs a bracket (`(`,
+            // `$(`, `{`, a backtick in shell): skip subtrees without one. Most of a
+            // PowerShell tree is expression wrappers, so this halves the walk.
+            let leafy = match lang {
+                Language::Powershell => PS_LEAFY.contains(&kind),
+                _ => SHELL_LEAFY.contains(&kind),
+            };
+            !leafy
+                || bytes
+                    .get(node.byte_range())
+                    .is_some_and(|t| t.iter().any(|b| matches!(b, b'(' | b'{' | b'`')))
+        });
     }
     if want_commands {
         parsed.commands = match lang {
@@ -203,17 +230,15 @@ pub(crate) fn parse(lang: Language, text: &str, want_commands: bool) -> Option<P
     Some(parsed)
 }
 
-/// Visits nodes in document order without recursion (trees can be deep); with
-/// `all == false` only the subtrees holding errors are entered.
-fn walk<'t>(tree: &'t Tree, all: bool, mut visit: impl FnMut(Node<'t>, &[Node<'t>])) {
+/// Visits nodes in document order without recursion (trees can be deep), with the
+/// node's ancestors; `visit` returns whether to enter the node's children.
+fn walk<'t>(tree: &'t Tree, mut visit: impl FnMut(Node<'t>, &[Node<'t>]) -> bool) {
     let mut cursor = tree.walk();
     // The ancestors of the current node (tracked here: `Node::parent` walks from the root).
     let mut stack: Vec<Node<'t>> = Vec::new();
     loop {
         let node = cursor.node();
-        visit(node, &stack);
-        let enter = all || node.has_error();
-        if enter && cursor.goto_first_child() {
+        if visit(node, &stack) && cursor.goto_first_child() {
             stack.push(node);
             continue;
         }
@@ -229,6 +254,44 @@ fn walk<'t>(tree: &'t Tree, all: bool, mut visit: impl FnMut(Node<'t>, &[Node<'t
     }
 }
 
+/// PowerShell nodes that hold a command only inside brackets.
+const PS_LEAFY: &[&str] = &[
+    "logical_expression",
+    "bitwise_expression",
+    "comparison_expression",
+    "additive_expression",
+    "multiplicative_expression",
+    "format_expression",
+    "range_expression",
+    "array_literal_expression",
+    "unary_expression",
+    "argument_expression",
+    "logical_argument_expression",
+    "left_assignment_expression",
+    "command_name_expr",
+    "string_literal",
+    "command_elements",
+    "member_access",
+    "element_access",
+    "invokation_expression",
+    "cast_expression",
+    "expression_with_unary_operator",
+];
+
+/// Shell nodes that hold a command only inside `$(…)`, `<(…)` or backticks.
+const SHELL_LEAFY: &[&str] = &[
+    "word",
+    "string",
+    "raw_string",
+    "concatenation",
+    "number",
+    "simple_expansion",
+    "expansion",
+    "heredoc_body",
+    "comment",
+    "file_redirect",
+];
+
 /// Where a command's "arguments and rest of the statement" end: the end of its
 /// pipeline (and, in shell, of the redirections around it).
 fn args_end(lang: Language, node: Node<'_>, ancestors: &[Node<'_>]) -> usize {
@@ -242,26 +305,6 @@ fn args_end(lang: Language, node: Node<'_>, ancestors: &[Node<'_>]) -> usize {
         }
     }
     end
-}
-
-fn first_error(root: Node<'_>) -> Option<Node<'_>> {
-    if !root.has_error() {
-        return None;
-    }
-    let mut node = root;
-    'down: loop {
-        if node.is_error() || node.is_missing() {
-            return Some(node);
-        }
-        let mut cursor = node.walk();
-        for child in node.children(&mut cursor) {
-            if child.is_error() || child.is_missing() || child.has_error() {
-                node = child;
-                continue 'down;
-            }
-        }
-        return Some(node);
-    }
 }
 
 fn snippet(text: &str, node: Node<'_>) -> String {
@@ -288,12 +331,30 @@ fn describe_error(lang: Language, node: Node<'_>, text: &str) -> SyntaxError {
     SyntaxError {
         offset: node.start_byte(),
         message,
-        known_gap: if lang == Language::Powershell {
+        known_gap: if node.is_missing() {
+            None
+        } else if lang == Language::Powershell {
             powershell_gap(node, text)
         } else {
-            None
+            shell_gap(node, text)
         },
     }
+}
+
+/// Valid bash that tree-sitter-bash 0.25 rejects: arithmetic with a base prefix
+/// (`$((10#$n))`) and some parameter expansions (`${a[$k:$v]}`, `${x#*[}`, `${x%]}`).
+fn shell_gap(node: Node<'_>, text: &str) -> Option<&'static str> {
+    let t = text.get(node.byte_range()).unwrap_or("");
+    let digits = t.bytes().take_while(u8::is_ascii_digit).count();
+    if digits > 0 && t.as_bytes().get(digits) == Some(&b'#') {
+        return Some("an arithmetic base prefix (`10#…`)");
+    }
+    let parent = node.parent()?;
+    let in_expansion = matches!(parent.kind(), "subscript" | "expansion")
+        || std::iter::successors(node.prev_sibling(), |n| n.prev_sibling())
+            .take(8)
+            .any(|n| n.kind() == "${");
+    in_expansion.then_some("a parameter expansion the grammar does not cover")
 }
 
 /// Valid PowerShell that tree-sitter-powershell 0.26 rejects, recognised by where the
@@ -874,5 +935,16 @@ mod tests {
         let p = parse(Language::Shell, "if true; then\necho x\n", false).unwrap();
         assert_eq!(p.error.unwrap().message, "missing `fi`");
         assert!(parse(Language::Shell, "echo ok\n", false).unwrap().error.is_none());
+        // Valid bash the grammar lacks is a known gap; a real error after it still counts.
+        for gap in ["X=$((10#$Y))\n", "echo \"${A[$n:$a]:-x}\"\n", "i=\"${t#s:[}\"; i=\"${i%]}\"\n"] {
+            let e = parse(Language::Shell, gap, false).unwrap().error.unwrap();
+            assert!(e.known_gap.is_some(), "{gap}: {e:?}");
+        }
+        let p = parse(Language::Shell, "if [ 1 ] then echo; fi\nX=$((10#$Y))\n", false).unwrap();
+        let e = p.error.unwrap();
+        assert!(e.known_gap.is_none(), "{e:?}");
+        // An error inside a large recovered region is reported where it is.
+        let p = parse(Language::Shell, "set -u\nshopt -s nullglob\ni=\"${t#s:[}\"; i=\"${i%]}\"\n", false).unwrap();
+        assert!(p.error.unwrap().offset > 20);
     }
 }

@@ -715,6 +715,13 @@ fn every_default_rule_is_documented_and_builtins_are_listed() {
     assert!(!RULES.contains(&literal) && !docs.contains(&literal));
 }
 
+/// CPU time of this thread (the machine may be busy; wall time would mislead).
+fn cpu() -> std::time::Duration {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
+    let ns = stat.split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or(0);
+    std::time::Duration::from_nanos(ns)
+}
+
 /// `cargo test --release -p quiver-core -- --ignored bench_library --nocapture`
 #[test]
 #[ignore]
@@ -781,8 +788,9 @@ fn bench_library() {
         assert_eq!(again.findings, r.findings);
     }
     // The regex pass alone, for comparison with a grep over the same bytes.
-    for _ in 0..3 {
+    for _ in 0..if only.is_empty() || only == "regex" { 3 } else { 0 } {
     let t0 = std::time::Instant::now();
+    let c0 = cpu();
     let mut hits = 0;
     for s in &lib.scripts {
         for (rel, e) in &s.files {
@@ -791,15 +799,14 @@ fn bench_library() {
             }
         }
     }
-    eprintln!("regex only, 1 thread: {:?} ({hits} hits)", t0.elapsed());
+    eprintln!("regex only, 1 thread: {:?} (cpu {:?}, {hits} hits)", t0.elapsed(), cpu() - c0);
     }
     // Parsing alone.
-    for want in match only.as_str() { "" => vec![false, true], "parse" => vec![true], _ => vec![] } {
+    for want in match only.as_str() { "" => vec![false, true], "parse" => vec![true], "parse0" => vec![false], _ => vec![] } {
         for ext in ["run.ps1", "run.sh"] {
-            if only == "parse" && ext == "run.sh" {
-                continue;
-            }
+
             let t0 = std::time::Instant::now();
+            let c0 = cpu();
             let (mut errors, mut commands, mut bytes_parsed) = (0, 0, 0);
             for s in &lib.scripts {
                 if let Some(TreeEntry::File { bytes, .. }) = s.files.get(ext) {
@@ -810,7 +817,7 @@ fn bench_library() {
                     bytes_parsed += bytes.len();
                 }
             }
-            eprintln!("parse {ext} (commands: {want}), 1 thread: {} MB in {:?}, {errors} errors, {commands} commands", bytes_parsed / 1_000_000, t0.elapsed());
+            eprintln!("parse {ext} (commands: {want}), 1 thread: {} MB in {:?} (cpu {:?}), {errors} errors, {commands} commands", bytes_parsed / 1_000_000, t0.elapsed(), cpu() - c0);
         }
     }
 }
@@ -829,4 +836,41 @@ fn timing_probe() {
     let t0 = std::time::Instant::now();
     s.scan_library(&lib);
     eprintln!("scan2: {:?}", t0.elapsed());
+}
+
+/// Scans the repository's example library with its policies (run by hand; the library
+/// is maintained elsewhere): `cargo test -p quiver-core -- --ignored example_library --nocapture`
+#[test]
+#[ignore]
+fn example_library() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(format!("{root}/policies")).unwrap() {
+        let p = e.unwrap().path();
+        files.push((
+            format!("policies/{}", p.file_name().unwrap().to_string_lossy()),
+            std::fs::read_to_string(&p).unwrap(),
+        ));
+    }
+    let policy = Policy::load(&files).expect("policies load").policy;
+    let mut tree = FileTree::new();
+    fn add(tree: &mut FileTree, base: &std::path::Path, dir: &std::path::Path) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                add(tree, base, &p);
+            } else {
+                let rel = p.strip_prefix(base).unwrap().to_string_lossy().replace('\\', "/");
+                tree.insert_file(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    let base = std::path::PathBuf::from(format!("{root}/example-library"));
+    add(&mut tree, &base, &base);
+    let lib = Library::assemble("example-library", &tree, &policy);
+    let report = Scanner::new(&policy).unwrap().scan_library(&lib);
+    for f in &report.findings {
+        eprintln!("{} {} {} {}", f.severity, f.rule, f.location, f.message);
+    }
+    eprintln!("{} scripts, {} files, {} findings", report.scripts, report.files, report.findings.len());
 }

@@ -296,13 +296,13 @@ fn lint(lib_dir: &Path, policies_dir: &Path, paths: &Paths) -> anyhow::Result<Ou
             Some("add the policy files that govern this library".into()),
         ));
     }
-    let loaded = if errors.is_empty() {
-        Policy::load(&files)
-    } else {
-        Err(Vec::new())
-    };
-    let LoadedPolicy { policy, warnings } = match loaded {
-        Ok(l) => l,
+    // Load what could be read even when a file could not, so every error shows at once.
+    let LoadedPolicy { policy, warnings } = match Policy::load(&files) {
+        Ok(loaded) if errors.is_empty() => loaded,
+        Ok(_) => {
+            outcome.errors = errors;
+            return Ok(outcome);
+        }
         Err(errs) => {
             errors.extend(errs);
             outcome.errors = errors;

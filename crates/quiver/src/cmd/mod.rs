@@ -3,6 +3,7 @@
 pub mod agents;
 pub mod audit;
 pub mod controller;
+pub mod demo;
 pub mod diff;
 pub mod history;
 pub mod keygen;

@@ -74,12 +74,12 @@ impl<'r> Writer<'r> {
                 uid: 0,
                 gid: 0,
                 file_size: blob.bytes.len() as u32,
-                id: Oid::zero(),
+                id: self.repo.blob(&blob.bytes)?,
                 flags: 0,
                 flags_extended: 0,
                 path: path.as_bytes().to_vec(),
             };
-            index.add_frombuffer(&entry, &blob.bytes)?;
+            index.add(&entry)?;
         }
         Ok(index.write_tree_to(self.repo)?)
     }
