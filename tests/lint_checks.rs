@@ -345,6 +345,56 @@ fn a_git_folder_inside_the_library_is_a_finding() {
 }
 
 #[test]
+fn files_outside_every_script_are_reported_not_ignored() {
+    let repo = Repo::new();
+    repo.script("procs", "windows", "powershell", "procs.ps1", BENIGN_PS1)
+        // A script whose script.toml was forgotten, and a document.
+        .file("Get-Users/Get-Users.ps1", BENIGN_PS1)
+        .file("README.md", "# Our library\n");
+    let run = repo.lint(&[]);
+    run.assert_code(0);
+    run.assert_finding("library.unclaimed", "library/Get-Users/Get-Users.ps1");
+    run.assert_finding("library.unclaimed", "library/README.md");
+    let lines = run.lines_with("library.unclaimed");
+    assert!(
+        lines.iter().any(|l| l.contains("Get-Users.ps1: warn ")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("README.md: info ")),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn policy_globs_that_match_nothing_are_warnings() {
+    let repo = Repo::new();
+    repo.script("procs", "windows", "powershell", "procs.ps1", BENIGN_PS1)
+        .policy(
+            "extra.toml",
+            "[[discovery]]\nglob = \"legacy/**/*.ps1\"\nplatform = \"windows\"\ninterpreter = \"powershell\"\n\n[[waiver]]\nscript = \"porcs\"\nrule = \"encoding.crlf\"\nreason = \"the vendor ships it with CRLF line endings\"\nby = \"lead\"\n",
+        );
+    let run = repo.lint(&[]);
+    run.assert_code(0);
+    assert!(
+        run.stdout
+            .lines()
+            .any(|l| l.starts_with("warning: policies/extra.toml:2:")
+                && l.contains("matches no file")),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .lines()
+            .any(|l| l.starts_with("warning: policies/extra.toml:7:")
+                && l.contains("`porcs` matches no script")),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
 fn a_waiver_downgrades_a_finding_and_says_why() {
     let repo = Repo::new();
     repo.script("stage", "windows", "powershell", "stage.ps1", DOWNLOAD_EXEC)
@@ -437,13 +487,37 @@ fn example_library_is_clean_and_its_windows_and_macos_scripts_parse() {
         .unwrap();
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
     let all = findings(&report);
+    // The Windows and macOS entry files, from the manifests.
+    let mut entries = Vec::new();
+    for dir in std::fs::read_dir(root.join("example-library")).unwrap() {
+        let dir = dir.unwrap().path();
+        let Ok(text) = std::fs::read_to_string(dir.join("script.toml")) else {
+            continue;
+        };
+        let manifest: toml::Table = text.parse().expect("script.toml parses");
+        for platform in ["windows", "macos"] {
+            if let Some(file) = manifest
+                .get("entry")
+                .and_then(|e| e.get(platform))
+                .and_then(|e| e.get("file"))
+                .and_then(|f| f.as_str())
+            {
+                let name = dir.file_name().unwrap().to_string_lossy();
+                entries.push(format!("example-library/{name}/{file}"));
+            }
+        }
+    }
+    assert!(
+        entries.iter().any(|e| e.ends_with(".ps1")) && entries.len() >= 10,
+        "Windows and macOS entries: {entries:?}"
+    );
     let syntax: Vec<_> = all
         .iter()
-        .filter(|(r, _, _)| r.starts_with("syntax."))
+        .filter(|(r, file, _)| r.starts_with("syntax.") && entries.contains(file))
         .collect();
     assert!(
         syntax.is_empty(),
-        "parse errors in example-library: {syntax:?}"
+        "parse findings in Windows/macOS scripts of example-library: {syntax:#?}"
     );
     assert_eq!(out.status.code(), Some(0), "findings: {all:?}");
     assert!(report["scripts"].as_u64().unwrap_or(0) >= 13);

@@ -109,7 +109,7 @@ fn findings_waivers_and_file_level_results_are_valid_sarif() {
         "tool/script.toml",
         support::manifest("tool", "linux", "executable", "collector"),
     )
-    .file("tool/collector", b"\x7fELF\x02\x01\x01\0binary".to_vec());
+    .file("tool/collector", b"\x7fELF\x02\x01\x01\0binary");
     let (code, sarif) = sarif_of(&repo);
     assert_eq!(code, 1);
     schema_check(&sarif);

@@ -203,7 +203,8 @@ pub fn judge(
     for rule in &rules {
         let label = rule_label(rule);
         let mut holds = true;
-        if rule.evidence != EvidenceKind::Forge && !evidence.is_merge {
+        let direct = rule.evidence != EvidenceKind::Forge && !evidence.is_merge;
+        if direct {
             holds = false;
             j.reasons.push(format!(
                 "{label} needs a merge commit; this change was pushed directly"
@@ -303,6 +304,9 @@ pub fn judge(
             }
             if (counted.len() as u32) < rule.min_approvals {
                 holds = false;
+            }
+            // A direct push already fails the rule; its count would only repeat that.
+            if (counted.len() as u32) < rule.min_approvals && !direct {
                 let who = if counted.is_empty() {
                     "none".to_string()
                 } else {

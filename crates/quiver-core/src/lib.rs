@@ -29,4 +29,5 @@ pub use diag::{ConfigError, Location, Severity};
 pub use library::{Library, Script};
 pub use manifest::{Interpreter, Language, Manifest, Platform, Risk};
 pub use policy::{Permission, Policy};
+pub use scan::{Finding, ScanReport, Scanner};
 pub use tree::{FileTree, TreeEntry};

@@ -374,3 +374,75 @@ fn signed_merges_are_verified_against_member_keys() {
         ps.reason()
     );
 }
+
+#[test]
+fn broken_manifest_is_refused_and_invalid_policy_keeps_the_old_one() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let r = TestRepo::init(tmp.path());
+    r.write("policies/members.toml", MEMBERS_TOML);
+    r.bash_script("ps", "ps -ef");
+    r.bash_script("net", "ss -tn");
+    let first = r.commit(ALICE, "init");
+    // An approved change breaking one manifest: that script is refused, the other moves on.
+    r.pr(
+        "broken",
+        ALICE,
+        |r| {
+            r.write(
+                "library/ps/script.toml",
+                "name = \"ps\"\nplatforms = [\"linux\"]\ncolour = 1\n",
+            );
+            r.bash_script("net", "ss -tunap");
+        },
+        ALICE,
+        &[BOB],
+    );
+    // An approved policy change that does not load: the old policy stays in effect.
+    let bad_policy = r.pr(
+        "bad-policy",
+        ALICE,
+        |r| {
+            r.write(
+                "policies/approvals.toml",
+                "[[approval]]\nmin_approvals = \"two\"\n",
+            );
+        },
+        ALICE,
+        &[BOB],
+    );
+    let repo = Repo::open(tmp.path()).expect("open");
+    let mut index = Index::new(config("main"));
+    index.update(&repo).expect("index");
+    let ps = index.script("ps").expect("ps");
+    assert_eq!((ps.deployed, ps.state()), (Some(1), State::Refused));
+    let reason = ps.reason().expect("reason");
+    assert!(
+        reason.contains("manifest.invalid") && reason.contains("library/ps/script.toml:3"),
+        "{reason}"
+    );
+    assert_eq!(index.script("net").expect("net").deployed, Some(2));
+    assert_eq!(index.policy.commit.as_deref(), Some(first.as_str()));
+    let err = index.policy.error.as_ref().expect("policy error");
+    assert_eq!(err.commit, bad_policy);
+    assert!(
+        err.reason.contains("policies/approvals.toml:2"),
+        "{}",
+        err.reason
+    );
+    // A later approved fix on top of the invalid policy takes effect.
+    let fix = r.pr(
+        "fix-policy",
+        ALICE,
+        |r| {
+            r.write(
+                "policies/approvals.toml",
+                "[[approval]]\nmin_approvals = 1\n",
+            );
+        },
+        ALICE,
+        &[BOB],
+    );
+    index.update(&repo).expect("update");
+    assert_eq!(index.policy.commit.as_deref(), Some(fix.as_str()));
+    assert!(index.policy.error.is_none());
+}

@@ -80,7 +80,11 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded<'_>, DecodeError> {
     from_utf8(bytes, TextEncoding::Utf8, 0)
 }
 
-fn from_utf8(bytes: &[u8], encoding: TextEncoding, skip: usize) -> Result<Decoded<'_>, DecodeError> {
+fn from_utf8(
+    bytes: &[u8],
+    encoding: TextEncoding,
+    skip: usize,
+) -> Result<Decoded<'_>, DecodeError> {
     match std::str::from_utf8(bytes) {
         Ok(text) => Ok(Decoded {
             text: Cow::Borrowed(text),
@@ -95,7 +99,7 @@ fn from_utf8(bytes: &[u8], encoding: TextEncoding, skip: usize) -> Result<Decode
 }
 
 fn from_utf16(bytes: &[u8], encoding: TextEncoding) -> Result<Decoded<'_>, DecodeError> {
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return Err(DecodeError {
             encoding,
             offset: bytes.len() + 1,
@@ -164,7 +168,11 @@ mod tests {
     use super::*;
 
     fn utf16(text: &str, be: bool) -> Vec<u8> {
-        let mut out = if be { vec![0xFE, 0xFF] } else { vec![0xFF, 0xFE] };
+        let mut out = if be {
+            vec![0xFE, 0xFF]
+        } else {
+            vec![0xFF, 0xFE]
+        };
         for u in text.encode_utf16() {
             out.extend(if be { u.to_be_bytes() } else { u.to_le_bytes() });
         }
@@ -177,7 +185,10 @@ mod tests {
         assert_eq!((d.text.as_ref(), d.encoding), ("plain", TextEncoding::Utf8));
         assert!(matches!(d.text, Cow::Borrowed(_)));
         let d = decode("\u{feff}caf\u{e9}".as_bytes()).unwrap();
-        assert_eq!((d.text.as_ref(), d.encoding), ("caf\u{e9}", TextEncoding::Utf8Bom));
+        assert_eq!(
+            (d.text.as_ref(), d.encoding),
+            ("caf\u{e9}", TextEncoding::Utf8Bom)
+        );
         for be in [false, true] {
             let bytes = utf16("a\u{2013}\u{1F600}b", be);
             let d = decode(&bytes).unwrap();

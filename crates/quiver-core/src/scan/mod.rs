@@ -32,8 +32,8 @@ use crate::tree::TreeEntry;
 use globset::{Glob, GlobMatcher};
 use rules::{CompiledRules, Hit};
 use serde::Serialize;
-use signature::{PinnedKey, Verdict};
 use sha2::{Digest, Sha256};
+use signature::{PinnedKey, Verdict};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -257,7 +257,10 @@ fn bytes_line_col(bytes: &[u8], offset: usize) -> (u32, u32) {
         .iter()
         .rposition(|b| *b == b'\n')
         .map_or(0, |i| i + 1);
-    let column = String::from_utf8_lossy(&bytes[start..offset]).chars().count() as u32 + 1;
+    let column = String::from_utf8_lossy(&bytes[start..offset])
+        .chars()
+        .count() as u32
+        + 1;
     (line, column)
 }
 
@@ -408,7 +411,6 @@ impl Scanner {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn scan_text(
         &self,
         sink: &mut Sink<'_>,
@@ -568,9 +570,7 @@ impl Scanner {
                     "split the script, or review its syntax by hand",
                 );
             } else if let Some(parsed) = self.parse(lang, text) {
-                if let Some(err) = &parsed.error {
-                    self.syntax_finding(sink, rel, text, lang, interpreters, err, parsed.error_count);
-                }
+                self.syntax_finding(sink, rel, text, lang, interpreters, &parsed);
                 hits.extend(parsed.hits.iter().cloned());
             }
         }
@@ -588,10 +588,20 @@ impl Scanner {
             let info = &self.rules.info[hit.rule];
             let mut message = info.message.clone();
             if hit.count > 1 {
-                message.push_str(&format!(" ({} in this file; the first is shown)", plural(hit.count, "match", "matches")));
+                message.push_str(&format!(
+                    " ({} in this file; the first is shown)",
+                    plural(hit.count, "match", "matches")
+                ));
             }
             let at = hay.line_col(hit.offset);
-            sink.push_at(&info.id, info.severity, rel, Some(at), message, info.help.clone());
+            sink.push_at(
+                &info.id,
+                info.severity,
+                rel,
+                Some(at),
+                message,
+                info.help.clone(),
+            );
         }
     }
 
@@ -623,7 +633,6 @@ impl Scanner {
         Some(outcome)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn syntax_finding(
         &self,
         sink: &mut Sink<'_>,
@@ -631,9 +640,12 @@ impl Scanner {
         text: &str,
         lang: Language,
         interpreters: &[Interpreter],
-        err: &syntax::SyntaxError,
-        count: usize,
+        parsed: &ParseOutcome,
     ) {
+        let Some(err) = &parsed.error else {
+            return;
+        };
+        let count = parsed.error_count;
         // Deny for the interpreters the grammar describes; warn for pwsh (PowerShell 7
         // syntax the grammar lacks) and zsh (parsed with the bash grammar).
         let strict = interpreters.iter().any(|i| {
@@ -642,7 +654,11 @@ impl Scanner {
                 Interpreter::Powershell | Interpreter::Bash | Interpreter::Sh
             )
         });
-        let mut severity = if strict { Severity::Deny } else { Severity::Warn };
+        let mut severity = if strict {
+            Severity::Deny
+        } else {
+            Severity::Warn
+        };
         let (rule, tool) = match lang {
             Language::Powershell => ("syntax.powershell", "PowerShell"),
             _ => ("syntax.shell", "shell"),
@@ -654,7 +670,8 @@ impl Scanner {
                 plural(count, "error", "errors")
             ));
         }
-        let mut help = "fix the syntax; the interpreter would stop at or before this line".to_string();
+        let mut help =
+            "fix the syntax; the interpreter would stop at or before this line".to_string();
         if let Some(gap) = err.known_gap {
             severity = Severity::Warn;
             message.push_str(&format!(
@@ -677,10 +694,9 @@ impl Scanner {
                 if let Some(w) = self.waivers.iter().find(|w| {
                     w.waiver.rule == f.rule
                         && w.script.is_match(&script.name)
-                        && w
-                            .file
-                            .as_ref()
-                            .is_none_or(|g| w.waiver.file.as_deref() == Some(&rel) || g.is_match(&rel))
+                        && w.file.as_ref().is_none_or(|g| {
+                            w.waiver.file.as_deref() == Some(&rel) || g.is_match(&rel)
+                        })
                 }) {
                     f.severity = Severity::Info;
                     f.waiver = Some(AppliedWaiver {
@@ -726,7 +742,11 @@ impl Scanner {
                 }
             }
         }
-        let root = if lib.root.is_empty() { "." } else { lib.root.as_str() };
+        let root = if lib.root.is_empty() {
+            "."
+        } else {
+            lib.root.as_str()
+        };
         let library_finding = |rule: &str, message: String, help: &str| Finding {
             rule: rule.into(),
             severity: Severity::Deny,

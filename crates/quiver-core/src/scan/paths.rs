@@ -18,8 +18,8 @@ use std::time::Duration;
 /// Names Windows reserves for devices, with or without an extension.
 const RESERVED: &[&str] = &[
     "CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$", "COM0", "COM1", "COM2", "COM3", "COM4",
-    "COM5", "COM6", "COM7", "COM8", "COM9", "COM¹", "COM²", "COM³", "LPT0", "LPT1", "LPT2",
-    "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9", "LPT¹", "LPT²", "LPT³",
+    "COM5", "COM6", "COM7", "COM8", "COM9", "COM¹", "COM²", "COM³", "LPT0", "LPT1", "LPT2", "LPT3",
+    "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9", "LPT¹", "LPT²", "LPT³",
 ];
 
 /// A human-readable size (`20 MiB`, `812 B`).
@@ -76,7 +76,12 @@ pub(crate) fn windows_problem(name: &str) -> Option<String> {
 }
 
 /// Checks names, links, sizes and the manifest of one script.
-pub(crate) fn check_script(sink: &mut Sink<'_>, script: &Script, limits: &Limits, allowed: Option<&[String]>) {
+pub(crate) fn check_script(
+    sink: &mut Sink<'_>,
+    script: &Script,
+    limits: &Limits,
+    allowed: Option<&[String]>,
+) {
     let for_windows = script.manifest.entries.contains_key(&Platform::Windows);
     // Case collisions: every file and every folder on the way to it, folded.
     let mut folded: BTreeMap<String, Vec<&str>> = BTreeMap::new();
@@ -157,7 +162,13 @@ pub(crate) fn check_script(sink: &mut Sink<'_>, script: &Script, limits: &Limits
             }
         }
         if let Some((rule, msg)) = escape_problem(rel) {
-            sink.push_file(rule, Severity::Deny, rel, msg, "keep every file inside the script folder");
+            sink.push_file(
+                rule,
+                Severity::Deny,
+                rel,
+                msg,
+                "keep every file inside the script folder",
+            );
         }
         for comp in rel.split('/') {
             let lower = comp.to_ascii_lowercase();
@@ -167,10 +178,16 @@ pub(crate) fn check_script(sink: &mut Sink<'_>, script: &Script, limits: &Limits
             let special = matches!(lower.as_str(), ".git" | ".gitmodules" | ".gitattributes");
             sink.push_file(
                 "path.git",
-                if special { Severity::Deny } else { Severity::Warn },
+                if special {
+                    Severity::Deny
+                } else {
+                    Severity::Warn
+                },
                 rel,
                 if special {
-                    format!("`{comp}` inside a script folder can change how git checks the library out")
+                    format!(
+                        "`{comp}` inside a script folder can change how git checks the library out"
+                    )
                 } else {
                     format!("`{comp}` is git metadata, delivered to endpoints with the script")
                 },
@@ -181,7 +198,11 @@ pub(crate) fn check_script(sink: &mut Sink<'_>, script: &Script, limits: &Limits
         if let Some(msg) = rel.split('/').find_map(windows_problem) {
             sink.push_file(
                 "path.windows-invalid",
-                if for_windows { Severity::Deny } else { Severity::Warn },
+                if for_windows {
+                    Severity::Deny
+                } else {
+                    Severity::Warn
+                },
                 rel,
                 msg,
                 "rename the file; Windows endpoints (and authors on Windows) cannot store it",
@@ -194,13 +215,18 @@ pub(crate) fn check_script(sink: &mut Sink<'_>, script: &Script, limits: &Limits
             };
             let exempt = rel == MANIFEST
                 || (ext == "minisig" && script.files.contains_key(&rel[..rel.len() - 8]));
-            if !exempt && !allowed.iter().any(|a| a.trim_start_matches('.').eq_ignore_ascii_case(&ext)) {
+            if !exempt
+                && !allowed
+                    .iter()
+                    .any(|a| a.trim_start_matches('.').eq_ignore_ascii_case(&ext))
+            {
                 sink.push_file(
                     "file.type",
                     Severity::Deny,
                     rel,
                     if ext.is_empty() {
-                        "a file without an extension is not in validation.allowed_extensions".to_string()
+                        "a file without an extension is not in validation.allowed_extensions"
+                            .to_string()
                     } else {
                         format!("`.{ext}` files are not in validation.allowed_extensions")
                     },
@@ -214,12 +240,13 @@ pub(crate) fn check_script(sink: &mut Sink<'_>, script: &Script, limits: &Limits
 
 /// The 1-based line of the first `key = …` line in TOML text (approximate, for messages).
 fn key_line(text: &str, key: &str) -> Option<u32> {
-    text.lines().position(|l| {
-        let l = l.trim_start();
-        l.strip_prefix(key)
-            .is_some_and(|rest| rest.trim_start().starts_with('='))
-    })
-    .map(|i| i as u32 + 1)
+    text.lines()
+        .position(|l| {
+            let l = l.trim_start();
+            l.strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map(|i| i as u32 + 1)
 }
 
 fn check_manifest(sink: &mut Sink<'_>, script: &Script, limits: &Limits) {
@@ -312,7 +339,10 @@ mod tests {
 
     #[test]
     fn escapes() {
-        assert_eq!(escape_problem("../../etc/passwd").unwrap().0, "path.traversal");
+        assert_eq!(
+            escape_problem("../../etc/passwd").unwrap().0,
+            "path.traversal"
+        );
         assert_eq!(escape_problem("/etc/passwd").unwrap().0, "path.absolute");
         assert_eq!(escape_problem("C:\\x").unwrap().0, "path.absolute");
         assert!(escape_problem("a/..b/c").is_none());

@@ -20,7 +20,9 @@ use crate::manifest::Language;
 use crate::policy::ContentRule;
 use regex_automata::meta::{self, Regex as MetaRegex};
 use regex_automata::{Input, MatchKind, PatternSet};
-use regex_syntax::hir::{Class, ClassBytes, ClassBytesRange, ClassUnicode, ClassUnicodeRange, Hir, HirKind, Look};
+use regex_syntax::hir::{
+    Class, ClassBytes, ClassBytesRange, ClassUnicode, ClassUnicodeRange, Hir, HirKind, Look,
+};
 
 /// Pseudo-command matching `&`/`.` invocations whose command name is computed.
 pub const COMPUTED: &str = "<computed>";
@@ -89,7 +91,8 @@ fn line_hir(pattern: &str) -> Result<Hir, String> {
     let config = regex_automata::util::syntax::Config::new()
         .multi_line(true)
         .crlf(true);
-    let hir = regex_automata::util::syntax::parse_with(pattern, &config).map_err(|e| e.to_string())?;
+    let hir =
+        regex_automata::util::syntax::parse_with(pattern, &config).map_err(|e| e.to_string())?;
     Ok(within_line(hir))
 }
 
@@ -129,9 +132,7 @@ fn within_line(hir: Hir) -> Hir {
             Hir::capture(cap)
         }
         HirKind::Concat(subs) => Hir::concat(subs.into_iter().map(within_line).collect()),
-        HirKind::Alternation(subs) => {
-            Hir::alternation(subs.into_iter().map(within_line).collect())
-        }
+        HirKind::Alternation(subs) => Hir::alternation(subs.into_iter().map(within_line).collect()),
     }
 }
 
@@ -177,7 +178,11 @@ impl CompiledRules {
                 },
             });
             if r.args_pattern.is_some() && r.commands.is_empty() {
-                errors.push(err(&r.id, "args_pattern without commands".into(), Some("list the commands it applies to")));
+                errors.push(err(
+                    &r.id,
+                    "args_pattern without commands".into(),
+                    Some("list the commands it applies to"),
+                ));
             }
             for c in &r.commands {
                 if c.starts_with('<') && c != COMPUTED && c != ESCAPED {
@@ -201,6 +206,7 @@ impl CompiledRules {
                         .which_captures(regex_automata::nfa::thompson::WhichCaptures::Implicit),
                 )
                 .build_many_from_hir(hirs)
+                .map_err(|e| e.to_string())
         };
         // Each pattern alone, built once and shared by the languages it applies to.
         let mut singles: Vec<Option<MetaRegex>> = Vec::new();
@@ -210,7 +216,11 @@ impl CompiledRules {
                 Some(h) => match build(MatchKind::LeftmostFirst, std::slice::from_ref(h)) {
                     Ok(re) => Some(re),
                     Err(e) => {
-                        errors.push(err(&rules[i].id, format!("pattern does not compile: {e}"), None));
+                        errors.push(err(
+                            &rules[i].id,
+                            format!("pattern does not compile: {e}"),
+                            None,
+                        ));
                         None
                     }
                 },
@@ -293,7 +303,8 @@ impl CompiledRules {
             return Vec::new();
         };
         let mut matched = PatternSet::new(set.all.pattern_len());
-        set.all.which_overlapping_matches(&Input::new(hay), &mut matched);
+        set.all
+            .which_overlapping_matches(&Input::new(hay), &mut matched);
         let mut hits: Vec<Hit> = Vec::new();
         for pid in matched.iter() {
             let single = &set.single[pid.as_usize()];
@@ -318,7 +329,10 @@ impl CompiledRules {
         for rule in rules {
             let mut hit: Option<Hit> = None;
             for c in commands {
-                let named = c.name.as_ref().is_some_and(|n| rule.names.iter().any(|r| r == n));
+                let named = c
+                    .name
+                    .as_ref()
+                    .is_some_and(|n| rule.names.iter().any(|r| r == n));
                 let special = (rule.computed && c.computed) || (rule.escaped && c.escaped);
                 if !(named || special) {
                     continue;

@@ -20,7 +20,10 @@ pub(crate) struct PinnedKey {
 }
 
 /// Decodes the policy's publisher keys (`RW…` base64, or a whole `minisign.pub` file).
-pub(crate) fn decode_keys(keys: &[PublisherKey], policy_file: &str) -> Result<Vec<PinnedKey>, Vec<ConfigError>> {
+pub(crate) fn decode_keys(
+    keys: &[PublisherKey],
+    policy_file: &str,
+) -> Result<Vec<PinnedKey>, Vec<ConfigError>> {
     let mut out = Vec::new();
     let mut errors = Vec::new();
     for k in keys {
@@ -38,11 +41,18 @@ pub(crate) fn decode_keys(keys: &[PublisherKey], policy_file: &str) -> Result<Ve
             Err(e) => errors.push(ConfigError::new(
                 Location::file(policy_file),
                 format!("publisher key `{}` is not a minisign public key: {e}", k.id),
-                Some("paste the second line of the publisher's minisign.pub (it starts with RW)".into()),
+                Some(
+                    "paste the second line of the publisher's minisign.pub (it starts with RW)"
+                        .into(),
+                ),
             )),
         }
     }
-    if errors.is_empty() { Ok(out) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
 }
 
 /// Whether a file holds native code: by extension, or by the magic number of an ELF,

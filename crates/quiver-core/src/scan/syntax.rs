@@ -124,7 +124,10 @@ fn normalize_ps(raw: &str, user: Option<&HashMap<String, String>>) -> String {
 }
 
 fn normalize_shell(raw: &str) -> String {
-    let cleaned: String = raw.chars().filter(|c| !matches!(c, '\\' | '\'' | '"')).collect();
+    let cleaned: String = raw
+        .chars()
+        .filter(|c| !matches!(c, '\\' | '\'' | '"'))
+        .collect();
     cleaned
         .rsplit('/')
         .next()
@@ -369,7 +372,9 @@ fn powershell_gap(node: Node<'_>, text: &str) -> Option<&'static str> {
     }
     let parent = node.parent();
     if parent.map(|p| p.kind()) == Some("class_statement")
-        && text.get(node.byte_range()).is_some_and(|s| s.starts_with('.'))
+        && text
+            .get(node.byte_range())
+            .is_some_and(|s| s.starts_with('.'))
     {
         return Some("a dotted base class name");
     }
@@ -443,6 +448,18 @@ pub(crate) fn args_text(lang: Language, text: &str, command: &Command) -> String
     }
 }
 
+/// Whether a computed command name is a path to a script or program file.
+fn looks_like_path(s: &str) -> bool {
+    let lower = s.to_ascii_lowercase();
+    let lower = lower.trim_end_matches(['\'', '"', ')', ' ']);
+    lower.contains(['\\', '/'])
+        && [
+            ".exe", ".ps1", ".psm1", ".cmd", ".bat", ".com", ".py", ".sh",
+        ]
+        .iter()
+        .any(|e| lower.ends_with(e))
+}
+
 /// Removes backtick escapes and line continuations from argument text.
 fn unescape_ps(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -482,7 +499,10 @@ fn var_name(node: Node<'_>, text: &str) -> Option<String> {
     }
     let raw = text.get(node.byte_range())?;
     let raw = raw.trim_start_matches('$');
-    let raw = raw.strip_prefix('{').and_then(|r| r.strip_suffix('}')).unwrap_or(raw);
+    let raw = raw
+        .strip_prefix('{')
+        .and_then(|r| r.strip_suffix('}'))
+        .unwrap_or(raw);
     Some(raw.to_lowercase())
 }
 
@@ -494,8 +514,12 @@ impl<'a> PsCommands<'a> {
             aliases: HashMap::new(),
         };
         for a in assignments {
-            let Some(left) = a.named_child(0) else { continue };
-            let Some(name) = var_name(left, text) else { continue };
+            let Some(left) = a.named_child(0) else {
+                continue;
+            };
+            let Some(name) = var_name(left, text) else {
+                continue;
+            };
             let op = a
                 .named_child(1)
                 .and_then(|o| text.get(o.byte_range()))
@@ -613,7 +637,12 @@ impl<'a> PsCommands<'a> {
             .map(|n| {
                 if n.kind() == "command_parameter" {
                     (
-                        Some(self.node_text(n).trim_start_matches(['-', '\u{2013}', '\u{2014}']).trim_end_matches(':').to_ascii_lowercase()),
+                        Some(
+                            self.node_text(n)
+                                .trim_start_matches(['-', '\u{2013}', '\u{2014}'])
+                                .trim_end_matches(':')
+                                .to_ascii_lowercase(),
+                        ),
                         None,
                     )
                 } else {
@@ -636,7 +665,10 @@ impl<'a> PsCommands<'a> {
                         Some("name")
                     } else if "value".starts_with(&p) {
                         Some("value")
-                    } else if ["scope", "option", "description"].iter().any(|k| k.starts_with(&p)) {
+                    } else if ["scope", "option", "description"]
+                        .iter()
+                        .any(|k| k.starts_with(&p))
+                    {
                         Some("skip")
                     } else {
                         None
@@ -669,7 +701,10 @@ impl<'a> PsCommands<'a> {
         for (c, _) in commands {
             if let Some(n) = c.child_by_field_name("command_name")
                 && n.kind() == "command_name"
-                && matches!(normalize_ps(self.node_text(n), None).as_str(), "set-alias" | "new-alias")
+                && matches!(
+                    normalize_ps(self.node_text(n), None).as_str(),
+                    "set-alias" | "new-alias"
+                )
             {
                 self.record_alias(*c);
             }
@@ -697,7 +732,11 @@ impl<'a> PsCommands<'a> {
     fn name_of(&self, node: Node<'_>) -> (Option<String>, bool, bool) {
         if node.kind() == "command_name" {
             let raw = self.node_text(node);
-            return (Some(normalize_ps(raw, Some(&self.aliases))), false, raw.contains('`'));
+            return (
+                Some(normalize_ps(raw, Some(&self.aliases))),
+                false,
+                raw.contains('`'),
+            );
         }
         // After `&` / `.`: look at what the name expression is.
         let inner = node.named_child(0).unwrap_or(node);
@@ -713,15 +752,21 @@ impl<'a> PsCommands<'a> {
                     let known = var_name(*only, self.text)
                         .and_then(|v| self.vars.get(&v).cloned().flatten());
                     return match known {
-                        Some((value, computed)) => {
-                            (Some(normalize_ps(&value, Some(&self.aliases))), computed, false)
-                        }
+                        Some((value, computed)) => (
+                            Some(normalize_ps(&value, Some(&self.aliases))),
+                            computed,
+                            false,
+                        ),
                         None => (None, false, false),
                     };
                 }
                 let raw = self.node_text(inner);
                 let tail = raw.rsplit(['\\', '/']).next().unwrap_or(raw);
-                (Some(normalize_ps(tail, Some(&self.aliases))), false, raw.contains('`'))
+                (
+                    Some(normalize_ps(tail, Some(&self.aliases))),
+                    false,
+                    raw.contains('`'),
+                )
             }
             "string_literal" => match self.eval(inner) {
                 Some(v) => (Some(normalize_ps(&v, Some(&self.aliases))), false, false),
@@ -738,10 +783,11 @@ impl<'a> PsCommands<'a> {
                 if let Some(name) = self.benign(inner) {
                     return (name, false, false);
                 }
-                let name = self
-                    .eval(inner)
-                    .map(|v| normalize_ps(&v, Some(&self.aliases)));
-                (name, true, false)
+                let value = self.eval(inner);
+                // `& ($PSScriptRoot + '\tool.exe')` builds a path, not a hidden name.
+                let path = looks_like_path(value.as_deref().unwrap_or(self.node_text(inner)));
+                let name = value.map(|v| normalize_ps(&v, Some(&self.aliases)));
+                (name, !path, false)
             }
         }
     }
@@ -762,7 +808,10 @@ impl<'a> PsCommands<'a> {
             "join-path" | "resolve-path" | "split-path" | "convert-path" => Some(None),
             "get-command" => {
                 let args: Vec<_> = self.elements(inner);
-                let positional: Vec<Node<'_>> = args.iter().filter_map(|(p, n)| if p.is_none() { *n } else { None }).collect();
+                let positional: Vec<Node<'_>> = args
+                    .iter()
+                    .filter_map(|(p, n)| if p.is_none() { *n } else { None })
+                    .collect();
                 let [only] = positional.as_slice() else {
                     return None;
                 };
@@ -780,6 +829,15 @@ impl<'a> PsCommands<'a> {
 // ---------------------------------------------------------------------------------------
 // Shell
 
+/// Whether a child of `node` (or of a string in it) is of `kind`.
+fn has_child_kind(node: Node<'_>, kind: &str) -> bool {
+    let mut c = node.walk();
+    let children: Vec<Node<'_>> = node.named_children(&mut c).collect();
+    children
+        .into_iter()
+        .any(|n| n.kind() == kind || (n.kind() == "string" && has_child_kind(n, kind)))
+}
+
 fn shell_commands(text: &str, commands: &[(Node<'_>, usize)]) -> Vec<Command> {
     let mut out = Vec::new();
     for &(node, end) in commands {
@@ -787,17 +845,7 @@ fn shell_commands(text: &str, commands: &[(Node<'_>, usize)]) -> Vec<Command> {
             continue;
         };
         let raw = text.get(name_node.byte_range()).unwrap_or("");
-        let has_kind = |kind: &str| {
-            let mut c = name_node.walk();
-            let found = name_node
-                .named_children(&mut c)
-                .any(|n| n.kind() == kind || (n.kind() == "string" && {
-                    let mut c2 = n.walk();
-                    n.named_children(&mut c2).any(|m| m.kind() == kind)
-                }));
-            found
-        };
-        let computed = has_kind("command_substitution");
+        let computed = has_child_kind(name_node, "command_substitution");
         let dynamic = computed || raw.contains('$');
         let quotes = raw.matches(['"', '\'']).count();
         let fully_quoted = quotes == 2
@@ -830,13 +878,19 @@ fn shell_commands(text: &str, commands: &[(Node<'_>, usize)]) -> Vec<Command> {
                 }
                 if t.starts_with('-') {
                     skip_value = matches!(wrapper, "sudo" | "doas")
-                        && matches!(t, "-u" | "-g" | "-C" | "-h" | "-p" | "-r" | "-t" | "-U" | "-D");
+                        && matches!(
+                            t,
+                            "-u" | "-g" | "-C" | "-h" | "-p" | "-r" | "-t" | "-U" | "-D"
+                        );
                     continue;
                 }
                 if wrapper == "env" && t.contains('=') {
                     continue;
                 }
-                if matches!(wrapper, "timeout" | "nice") && !skipped_positional && t.chars().next().is_some_and(|c| c.is_ascii_digit()) {
+                if matches!(wrapper, "timeout" | "nice")
+                    && !skipped_positional
+                    && t.chars().next().is_some_and(|c| c.is_ascii_digit())
+                {
                     skipped_positional = true;
                     continue;
                 }
@@ -896,7 +950,14 @@ mod tests {
             Language::Powershell,
             "$c = 'Invoke-' + 'Expression'\n& $c 'x'\n$exe = 'C:\\t\\tool.exe'\n& $exe -v\nSet-Alias -Name go -Value iex\ngo 'x'\n. $PSScriptRoot\\lib.ps1\n& (Join-Path $PSScriptRoot 'x.ps1')\n& { Get-Date }\n& $unknown\n",
         );
-        let got: Vec<_> = got.into_iter().filter(|(n, _, _)| n.as_deref() != Some("set-alias") && n.as_deref() != Some("join-path") && n.as_deref() != Some("get-date")).collect();
+        let got: Vec<_> = got
+            .into_iter()
+            .filter(|(n, _, _)| {
+                n.as_deref() != Some("set-alias")
+                    && n.as_deref() != Some("join-path")
+                    && n.as_deref() != Some("get-date")
+            })
+            .collect();
         assert_eq!(
             got,
             vec![
@@ -915,36 +976,76 @@ mod tests {
     fn shell_names_wrappers_and_pipelines() {
         let text = "curl -fsSL http://x | sudo -u root sh -s\nc\\url x\n$(echo Y3VybA== | base64 -d) x\n\"$PY\" x\n";
         let p = parse(Language::Shell, text, true).unwrap();
-        let got: Vec<_> = p.commands.iter().map(|c| (c.name.clone(), c.computed, c.escaped)).collect();
+        let got: Vec<_> = p
+            .commands
+            .iter()
+            .map(|c| (c.name.clone(), c.computed, c.escaped))
+            .collect();
         assert!(got.contains(&(n("curl"), false, false)));
         assert!(got.contains(&(n("sh"), false, false)));
         assert!(got.contains(&(n("curl"), false, true)));
         assert!(got.contains(&(None, true, false)));
         assert!(got.contains(&(None, false, false)));
-        let curl = p.commands.iter().find(|c| c.name.as_deref() == Some("curl")).unwrap();
-        assert_eq!(args_text(Language::Shell, text, curl), " -fsSL http://x | sudo -u root sh -s");
+        let curl = p
+            .commands
+            .iter()
+            .find(|c| c.name.as_deref() == Some("curl"))
+            .unwrap();
+        assert_eq!(
+            args_text(Language::Shell, text, curl),
+            " -fsSL http://x | sudo -u root sh -s"
+        );
     }
 
     #[test]
     fn errors_and_known_gaps() {
-        let p = parse(Language::Powershell, "Get-Date\nif ($true) {\n  'x'\n", false).unwrap();
+        let p = parse(
+            Language::Powershell,
+            "Get-Date\nif ($true) {\n  'x'\n",
+            false,
+        )
+        .unwrap();
         let e = p.error.unwrap();
         assert!(e.known_gap.is_none(), "{e:?}");
-        let p = parse(Language::Powershell, "switch ($x) { 'a' { 1 } 'b' { 2 } }\n", false).unwrap();
+        let p = parse(
+            Language::Powershell,
+            "switch ($x) { 'a' { 1 } 'b' { 2 } }\n",
+            false,
+        )
+        .unwrap();
         assert!(p.error.unwrap().known_gap.is_some());
         let p = parse(Language::Shell, "if true; then\necho x\n", false).unwrap();
         assert_eq!(p.error.unwrap().message, "missing `fi`");
-        assert!(parse(Language::Shell, "echo ok\n", false).unwrap().error.is_none());
+        assert!(
+            parse(Language::Shell, "echo ok\n", false)
+                .unwrap()
+                .error
+                .is_none()
+        );
         // Valid bash the grammar lacks is a known gap; a real error after it still counts.
-        for gap in ["X=$((10#$Y))\n", "echo \"${A[$n:$a]:-x}\"\n", "i=\"${t#s:[}\"; i=\"${i%]}\"\n"] {
+        for gap in [
+            "X=$((10#$Y))\n",
+            "echo \"${A[$n:$a]:-x}\"\n",
+            "i=\"${t#s:[}\"; i=\"${i%]}\"\n",
+        ] {
             let e = parse(Language::Shell, gap, false).unwrap().error.unwrap();
             assert!(e.known_gap.is_some(), "{gap}: {e:?}");
         }
-        let p = parse(Language::Shell, "if [ 1 ] then echo; fi\nX=$((10#$Y))\n", false).unwrap();
+        let p = parse(
+            Language::Shell,
+            "if [ 1 ] then echo; fi\nX=$((10#$Y))\n",
+            false,
+        )
+        .unwrap();
         let e = p.error.unwrap();
         assert!(e.known_gap.is_none(), "{e:?}");
         // An error inside a large recovered region is reported where it is.
-        let p = parse(Language::Shell, "set -u\nshopt -s nullglob\ni=\"${t#s:[}\"; i=\"${i%]}\"\n", false).unwrap();
+        let p = parse(
+            Language::Shell,
+            "set -u\nshopt -s nullglob\ni=\"${t#s:[}\"; i=\"${i%]}\"\n",
+            false,
+        )
+        .unwrap();
         assert!(p.error.unwrap().offset > 20);
     }
 }

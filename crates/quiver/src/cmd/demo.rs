@@ -44,8 +44,11 @@ pub struct Args {
 }
 
 /// The endpoints the demo enrolls: (device id, platform).
-const ENDPOINTS: [(&str, Platform); 3] =
-    [("linux-01", Platform::Linux), ("windows-01", Platform::Windows), ("macos-01", Platform::Macos)];
+const ENDPOINTS: [(&str, Platform); 3] = [
+    ("linux-01", Platform::Linux),
+    ("windows-01", Platform::Windows),
+    ("macos-01", Platform::Macos),
+];
 /// The analyst who may run low-risk scripts, and the auditor who may run nothing.
 const ANALYST: &str = "jpark";
 const AUDITOR: &str = "rabernathy";
@@ -62,7 +65,11 @@ impl Progress {
     fn step(&mut self, what: &str) {
         self.step += 1;
         if !self.quiet {
-            eprintln!("[{:>4.1}s] {}. {what}", self.started.elapsed().as_secs_f64(), self.step);
+            eprintln!(
+                "[{:>4.1}s] {}. {what}",
+                self.started.elapsed().as_secs_f64(),
+                self.step
+            );
         }
     }
 }
@@ -97,7 +104,9 @@ impl Drop for Running {
 fn terminate(child: &mut Child) {
     #[cfg(unix)]
     {
-        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = child.try_wait() {
@@ -116,7 +125,10 @@ fn project_dir(given: Option<&Path>) -> Result<PathBuf> {
         if has(p) {
             return Ok(p.to_path_buf());
         }
-        bail!("{} has no example-library/ and policies/ folders", p.display());
+        bail!(
+            "{} has no example-library/ and policies/ folders",
+            p.display()
+        );
     }
     let cwd = std::env::current_dir()?;
     if has(&cwd) {
@@ -126,7 +138,9 @@ fn project_dir(given: Option<&Path>) -> Result<PathBuf> {
     if has(&built) {
         return Ok(built);
     }
-    bail!("cannot find example-library/ and policies/; run from the quiver project folder or pass --project")
+    bail!(
+        "cannot find example-library/ and policies/; run from the quiver project folder or pass --project"
+    )
 }
 
 fn prepare_dir(dir: &Path) -> Result<()> {
@@ -137,7 +151,8 @@ fn prepare_dir(dir: &Path) -> Result<()> {
                 dir.display()
             );
         }
-        std::fs::remove_dir_all(dir).with_context(|| format!("removing the earlier demo at {}", dir.display()))?;
+        std::fs::remove_dir_all(dir)
+            .with_context(|| format!("removing the earlier demo at {}", dir.display()))?;
     }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     std::fs::write(dir.join(MARKER), "made by `quiver demo`; safe to delete\n")?;
@@ -145,7 +160,8 @@ fn prepare_dir(dir: &Path) -> Result<()> {
 }
 
 fn free_port() -> Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port on 127.0.0.1")?;
+    let l =
+        std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port on 127.0.0.1")?;
     Ok(l.local_addr()?.port())
 }
 
@@ -153,12 +169,20 @@ fn quiver(args: &[&str]) -> Result<String> {
     let exe = std::env::current_exe().context("locating the quiver binary")?;
     let out = Command::new(exe).args(args).stdin(Stdio::null()).output()?;
     if !out.status.success() {
-        bail!("quiver {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "quiver {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<Option<T>>) -> Result<T> {
+fn wait_until<T>(
+    what: &str,
+    timeout: Duration,
+    mut f: impl FnMut() -> Result<Option<T>>,
+) -> Result<T> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = f()? {
@@ -173,7 +197,11 @@ fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<Op
 
 /// Runs the command.
 pub fn run(args: Args) -> Result<ExitCode> {
-    let mut p = Progress { quiet: false, started: Instant::now(), step: 0 };
+    let mut p = Progress {
+        quiet: false,
+        started: Instant::now(),
+        step: 0,
+    };
     let project = project_dir(args.project.as_deref())?;
     let dir = &args.dir;
     prepare_dir(dir)?;
@@ -181,7 +209,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
 
     p.step("Writing the library repository (pull requests, approvals, a direct push, a refused script)");
     let repo = dir.join("repo");
-    let story = history::write(&repo, &project.join("example-library"), &project.join("policies"))?;
+    let story = history::write(
+        &repo,
+        &project.join("example-library"),
+        &project.join("policies"),
+    )?;
 
     p.step("Writing the controller's signing key and configuration");
     let cdir = dir.join("controller");
@@ -213,24 +245,50 @@ pub fn run(args: Args) -> Result<ExitCode> {
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
-        .env("QUIVER_LOG", std::env::var("QUIVER_LOG").unwrap_or_else(|_| "info".into()))
+        .env(
+            "QUIVER_LOG",
+            std::env::var("QUIVER_LOG").unwrap_or_else(|_| "info".into()),
+        )
         .spawn()
         .context("starting the controller")?;
-    let mut running = Running { controller: Some(child), agents: Vec::new() };
-    let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build()?;
-    wait_until("the controller to publish its first snapshot", Duration::from_secs(60), || {
-        if let Some(c) = running.controller.as_mut()
-            && let Some(status) = c.try_wait()?
-        {
-            let log = std::fs::read_to_string(cdir.join("controller.log")).unwrap_or_default();
-            bail!("the controller exited ({status}); its log:\n{log}");
-        }
-        Ok(http.get(format!("{api}/readyz")).send().ok().filter(|r| r.status().is_success()))
-    })?;
+    let mut running = Running {
+        controller: Some(child),
+        agents: Vec::new(),
+    };
+    let http = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()?;
+    wait_until(
+        "the controller to publish its first snapshot",
+        Duration::from_secs(60),
+        || {
+            if let Some(c) = running.controller.as_mut()
+                && let Some(status) = c.try_wait()?
+            {
+                let log = std::fs::read_to_string(cdir.join("controller.log")).unwrap_or_default();
+                bail!("the controller exited ({status}); its log:\n{log}");
+            }
+            Ok(http
+                .get(format!("{api}/readyz"))
+                .send()
+                .ok()
+                .filter(|r| r.status().is_success()))
+        },
+    )?;
 
     p.step("Creating an enrollment token and analyst tokens");
     let cfg = config.to_string_lossy().into_owned();
-    let enroll_token = quiver(&["token", "create", "--config", &cfg, "--enroll", "--uses", "3", "--expires", "1h"])?;
+    let enroll_token = quiver(&[
+        "token",
+        "create",
+        "--config",
+        &cfg,
+        "--enroll",
+        "--uses",
+        "3",
+        "--expires",
+        "1h",
+    ])?;
     let analyst_token = quiver(&["token", "create", "--config", &cfg, "--member", ANALYST])?;
     let auditor_token = quiver(&["token", "create", "--config", &cfg, "--member", AUDITOR])?;
 
@@ -244,7 +302,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 server: api.clone(),
                 token: enroll_token.clone(),
                 device_id: name.to_string(),
-                labels: BTreeMap::from([("os".to_string(), platform.to_string()), ("env".to_string(), "demo".to_string())]),
+                labels: BTreeMap::from([
+                    ("os".to_string(), platform.to_string()),
+                    ("env".to_string(), "demo".to_string()),
+                ]),
                 platform,
                 public_key: Some(pubkey.clone()),
                 snapshot_url: None,
@@ -254,40 +315,73 @@ pub fn run(args: Args) -> Result<ExitCode> {
         )
         .with_context(|| format!("enrolling {name}"))?;
         let agent = quiver_agent::Agent::open(state, Timeouts::default())?;
-        let opts = DaemonOptions { poll_wait: Duration::from_secs(10), ..DaemonOptions::default() };
+        let opts = DaemonOptions {
+            poll_wait: Duration::from_secs(10),
+            ..DaemonOptions::default()
+        };
         let (daemon, handle) = Daemon::new(agent, opts);
-        let thread = std::thread::Builder::new().name(format!("agent-{name}")).spawn(move || {
-            if let Err(e) = daemon.run() {
-                tracing::error!("agent stopped: {e}");
-            }
-        })?;
+        let thread = std::thread::Builder::new()
+            .name(format!("agent-{name}"))
+            .spawn(move || {
+                if let Err(e) = daemon.run() {
+                    tracing::error!("agent stopped: {e}");
+                }
+            })?;
         running.agents.push((handle, thread));
     }
 
     p.step("Waiting until every endpoint has synced the published snapshot");
     let status = wait_until("every endpoint to sync", Duration::from_secs(60), || {
-        let st: Value = match http.get(format!("{api}/v1/status")).bearer_auth(&auditor_token).send().and_then(|r| r.json()) {
+        let st: Value = match http
+            .get(format!("{api}/v1/status"))
+            .bearer_auth(&auditor_token)
+            .send()
+            .and_then(|r| r.json())
+        {
             Ok(v) => v,
             Err(_) => return Ok(None),
         };
         let serial = st["serial"].as_u64();
         let endpoints = st["endpoints"].as_array().cloned().unwrap_or_default();
         let synced = ENDPOINTS.iter().all(|(name, _)| {
-            endpoints.iter().any(|e| e["id"] == *name && e["applied_serial"].as_u64() == serial && serial.is_some())
+            endpoints.iter().any(|e| {
+                e["id"] == *name && e["applied_serial"].as_u64() == serial && serial.is_some()
+            })
         });
         Ok(synced.then_some(st))
     })?;
 
-    p.step(&format!("Running {RUN_SCRIPT} on linux-01 as analyst `{ANALYST}`"));
-    let run = remote_run(&http, &api, &analyst_token, "linux-01", RUN_SCRIPT, &[("hash", "false")])?;
-    let run_id = run["id"].as_str().context("run id in the response")?.to_string();
+    p.step(&format!(
+        "Running {RUN_SCRIPT} on linux-01 as analyst `{ANALYST}`"
+    ));
+    let run = remote_run(
+        &http,
+        &api,
+        &analyst_token,
+        "linux-01",
+        RUN_SCRIPT,
+        &[("hash", "false")],
+    )?;
+    let run_id = run["id"]
+        .as_str()
+        .context("run id in the response")?
+        .to_string();
     let finished = wait_until("the run to finish", Duration::from_secs(120), || {
-        let r: Value = http.get(format!("{api}/v1/runs/{run_id}")).bearer_auth(&analyst_token).send()?.json()?;
-        let done = !matches!(r["status"].as_str(), Some("pending" | "dispatched" | "running"));
+        let r: Value = http
+            .get(format!("{api}/v1/runs/{run_id}"))
+            .bearer_auth(&analyst_token)
+            .send()?
+            .json()?;
+        let done = !matches!(
+            r["status"].as_str(),
+            Some("pending" | "dispatched" | "running")
+        );
         Ok(done.then_some(r))
     })?;
 
-    p.step(&format!("Trying the same run as auditor `{AUDITOR}` (no execute permission)"));
+    p.step(&format!(
+        "Trying the same run as auditor `{AUDITOR}` (no execute permission)"
+    ));
     let refused = http
         .post(format!("{api}/v1/runs"))
         .bearer_auth(&auditor_token)
@@ -362,15 +456,23 @@ pub fn run(args: Args) -> Result<ExitCode> {
     if args.keep_running {
         if !args.json {
             println!();
-            println!("The controller ({api}) and the three agents keep running; press ctrl-c to stop them.");
-            println!("Try:  QUIVER_TOKEN={analyst_token} quiver run --server {api} --device linux-01 user-logons --wait");
+            println!(
+                "The controller ({api}) and the three agents keep running; press ctrl-c to stop them."
+            );
+            println!(
+                "Try:  QUIVER_TOKEN={analyst_token} quiver run --server {api} --device linux-01 user-logons --wait"
+            );
         }
         std::io::stdout().flush()?;
         wait_for_ctrl_c()?;
     }
     running.stop();
     let ok = audit_ok && refused_status == 403 && finished["status"] == "succeeded";
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn remote_run(
@@ -396,15 +498,22 @@ fn remote_run(
 }
 
 fn head(text: &str, lines: usize) -> Vec<String> {
-    text.lines().take(lines).map(|l| l.chars().take(160).collect()).collect()
+    text.lines()
+        .take(lines)
+        .map(|l| l.chars().take(160).collect())
+        .collect()
 }
 
 fn count_lines(path: &Path) -> u64 {
-    std::fs::read_to_string(path).map(|t| t.lines().count() as u64).unwrap_or(0)
+    std::fs::read_to_string(path)
+        .map(|t| t.lines().count() as u64)
+        .unwrap_or(0)
 }
 
 fn wait_for_ctrl_c() -> Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         let _ = tokio::signal::ctrl_c().await;
     });
@@ -412,11 +521,23 @@ fn wait_for_ctrl_c() -> Result<()> {
 }
 
 fn print_summary(s: &Value, dir: &Path, cdir: &Path) {
-    let bold = |t: &str| if std::io::stdout().is_terminal() { format!("\x1b[1m{t}\x1b[0m") } else { t.to_string() };
+    let bold = |t: &str| {
+        if std::io::stdout().is_terminal() {
+            format!("\x1b[1m{t}\x1b[0m")
+        } else {
+            t.to_string()
+        }
+    };
     let endpoints = s["endpoints"].as_array().cloned().unwrap_or_default();
     let scripts = s["scripts"].as_array().cloned().unwrap_or_default();
     println!();
-    println!("{}", bold(&format!("Library at serial {} — scripts × endpoints (cached version)", s["serial"])));
+    println!(
+        "{}",
+        bold(&format!(
+            "Library at serial {} — scripts × endpoints (cached version)",
+            s["serial"]
+        ))
+    );
     let mut header = format!("{:<22} {:<9} {:>8}", "script", "state", "approved");
     for e in &endpoints {
         header.push_str(&format!(" {:>11}", e["name"].as_str().unwrap_or("")));
@@ -424,8 +545,16 @@ fn print_summary(s: &Value, dir: &Path, cdir: &Path) {
     println!("{header}");
     for sc in &scripts {
         let name = sc["name"].as_str().unwrap_or("");
-        let version = sc["version"].as_u64().map(|v| format!("v{v}")).unwrap_or_else(|| "-".into());
-        let mut line = format!("{:<22} {:<9} {:>8}", name, sc["state"].as_str().unwrap_or(""), version);
+        let version = sc["version"]
+            .as_u64()
+            .map(|v| format!("v{v}"))
+            .unwrap_or_else(|| "-".into());
+        let mut line = format!(
+            "{:<22} {:<9} {:>8}",
+            name,
+            sc["state"].as_str().unwrap_or(""),
+            version
+        );
         for e in &endpoints {
             let cached = e["scripts"]
                 .as_array()
@@ -457,7 +586,10 @@ fn print_summary(s: &Value, dir: &Path, cdir: &Path) {
             r["endpoint"].as_str().unwrap_or(""),
             r["requested_by"].as_str().unwrap_or(""),
             r["status"].as_str().unwrap_or(""),
-            r["exit_code"].as_i64().map(|c| format!(" (exit {c})")).unwrap_or_default()
+            r["exit_code"]
+                .as_i64()
+                .map(|c| format!(" (exit {c})"))
+                .unwrap_or_default()
         );
         for l in r["output_head"].as_array().cloned().unwrap_or_default() {
             println!("      | {}", l.as_str().unwrap_or(""));
@@ -472,12 +604,19 @@ fn print_summary(s: &Value, dir: &Path, cdir: &Path) {
         "{} {} records, verify: {}",
         bold("Audit log:"),
         a["records"],
-        if a["verified"] == true { "OK".to_string() } else { format!("FAILED ({})", a["error"]) }
+        if a["verified"] == true {
+            "OK".to_string()
+        } else {
+            format!("FAILED ({})", a["error"])
+        }
     );
     println!();
     println!("{}", bold("Where everything is"));
     println!("  repository     {}", s["repo"].as_str().unwrap_or(""));
-    println!("  controller     {} (config, key, state, publish dir, controller.log)", cdir.display());
+    println!(
+        "  controller     {} (config, key, state, publish dir, controller.log)",
+        cdir.display()
+    );
     println!("  audit log      {}", a["path"].as_str().unwrap_or(""));
     println!("  endpoint caches {}", dir.join("endpoints").display());
     println!("  API            {}", s["api"].as_str().unwrap_or(""));

@@ -2,11 +2,12 @@
 //! FROM and TO are `vN`, a commit, `approved` (the deployed version) or `head`; the
 //! default is approved → head, i.e. exactly what is waiting for approval.
 
-use crate::cmd::status::{Indexed, RepoArgs, open_indexed};
+use crate::cmd::status::{Indexed, RepoArgs, emit, open_indexed};
 use anyhow::{Context, Result, anyhow, bail};
 use quiver_git::diff::{FileStatus, diff_files};
 use quiver_git::{FileRef, Index, Repo, ScriptRecord, Version};
 use serde_json::json;
+use std::fmt::Write as _;
 use std::process::ExitCode;
 
 /// Arguments of `quiver diff`.
@@ -73,10 +74,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
     };
     let old = side(&index, &repo, rec, &args.from)?;
     let new = side(&index, &repo, rec, &args.to)?;
+    let mut out = String::new();
     let files = diff_files(&repo, &old, &new, (&args.from, &args.to))?;
     if args.json {
-        let out = json!({ "script": rec.name, "from": args.from, "to": args.to, "files": files });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        let doc = json!({ "script": rec.name, "from": args.from, "to": args.to, "files": files });
+        writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
+        emit(&out)?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut any = false;
@@ -87,25 +90,28 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 .map(|s| s.encoding.clone())
                 .unwrap_or_else(|| "-".into())
         };
-        println!(
+        writeln!(
+            out,
             "=== {} ({:?}; {} → {})",
             f.path,
             f.status,
             enc(&f.old),
             enc(&f.new)
-        );
+        )?;
         if let Some(n) = &f.note {
-            println!("{n}");
+            writeln!(out, "{n}")?;
         }
         if let Some(u) = &f.unified {
-            print!("{u}");
+            write!(out, "{u}")?;
         }
     }
     if !any {
-        println!(
+        writeln!(
+            out,
             "no differences between {} and {} of {}",
             args.from, args.to, rec.name
-        );
+        )?;
     }
+    emit(&out)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,9 +1,10 @@
 //! `quiver history [SCRIPT]`: approved versions with who wrote, who approved, and when.
 
-use crate::cmd::status::{EXIT_REWRITE, Indexed, RepoArgs, open_indexed};
+use crate::cmd::status::{EXIT_REWRITE, Indexed, RepoArgs, emit, open_indexed};
 use anyhow::{Result, bail};
 use quiver_git::ScriptRecord;
 use serde_json::json;
+use std::fmt::Write as _;
 use std::process::ExitCode;
 
 /// Arguments of `quiver history`.
@@ -33,7 +34,8 @@ fn record_json(r: &ScriptRecord) -> serde_json::Value {
 /// Runs the command.
 pub fn run(args: Args) -> Result<ExitCode> {
     let Indexed { index, rewrite, .. } = open_indexed(&args.repo, args.json)?;
-    let records: Vec<&ScriptRecord> = match &args.script {
+    let mut out = String::new();
+    let mut records: Vec<&ScriptRecord> = match &args.script {
         Some(s) => match index.script(s) {
             Some(r) => vec![r],
             None => bail!(
@@ -43,8 +45,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
         },
         None => index.scripts.values().collect(),
     };
+    records.sort_by(|a, b| a.name.cmp(&b.name).then(a.dir.cmp(&b.dir)));
     if args.json {
-        let out = match (&args.script, records.first()) {
+        let doc = match (&args.script, records.first()) {
             (Some(_), Some(r)) => record_json(r),
             _ => json!({
                 "branch": index.config.branch,
@@ -52,10 +55,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 "scripts": records.iter().map(|r| record_json(r)).collect::<Vec<_>>(),
             }),
         };
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
     } else {
         if let Some(r) = &rewrite {
-            println!("ALERT: {r}\n");
+            writeln!(out, "ALERT: {r}\n")?;
         }
         for r in records {
             let moved = if r.renamed_from.is_empty() {
@@ -63,15 +66,16 @@ pub fn run(args: Args) -> Result<ExitCode> {
             } else {
                 format!(" (moved from {})", r.renamed_from.join(", "))
             };
-            println!(
+            writeln!(
+                out,
                 "{} — {}/{}{moved} — {}",
                 r.name,
                 index.config.library,
                 r.dir,
                 r.state().as_str()
-            );
+            )?;
             if let Some(reason) = r.reason() {
-                println!("  {reason}");
+                writeln!(out, "  {reason}")?;
             }
             for v in r.versions.iter().rev() {
                 let authors: Vec<String> = v.authors.iter().map(|a| a.to_string()).collect();
@@ -85,7 +89,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 } else {
                     ""
                 };
-                println!(
+                writeln!(
+                    out,
                     "  v{:<3} {} {}  {}{deployed}\n        by {} · approved by {} ({:?}) · digest {}",
                     v.number,
                     &v.commit[..10.min(v.commit.len())],
@@ -95,11 +100,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
                     approvers,
                     v.evidence,
                     &v.digest[..16.min(v.digest.len())]
-                );
+                )?;
             }
-            println!();
+            writeln!(out)?;
         }
     }
+    emit(&out)?;
     Ok(if rewrite.is_some() {
         ExitCode::from(EXIT_REWRITE)
     } else {

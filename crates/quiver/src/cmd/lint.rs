@@ -7,6 +7,7 @@
 //! scanning services (`sarif`). Exit status: 0 clean or warnings only, 1 deny findings
 //! or invalid manifests/policies, 2 usage or I/O errors.
 
+mod checks;
 mod human;
 mod read;
 mod sarif;
@@ -14,9 +15,9 @@ mod sarif;
 use anyhow::{Context, bail};
 use quiver_core::policy::{BUILTIN_CHECKS, LoadedPolicy};
 use quiver_core::scan::{Finding, Scanner};
-use quiver_core::{ConfigError, Language, Library, Policy, Severity};
+use quiver_core::{ConfigError, Library, Policy, Severity};
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -350,114 +351,18 @@ fn lint(lib_dir: &Path, policies_dir: &Path, paths: &Paths) -> anyhow::Result<Ou
         .iter()
         .map(|s| (s.name.clone(), read::join_display(&paths.root, &s.dir)))
         .collect();
-    add_broken_manifests(&mut outcome.findings, &lib);
-    add_unclaimed(&mut outcome.findings, &lib);
-    state_real_sizes(&mut outcome.findings, &read.truncated, &paths.root, cap - 1);
+    outcome
+        .warnings
+        .extend(checks::unmatched_globs(&policy, &lib, &read.tree, &files));
+    checks::add_broken_manifests(&mut outcome.findings, &lib);
+    checks::add_unclaimed(&mut outcome.findings, &lib);
+    checks::state_real_sizes(&mut outcome.findings, &read.truncated, &paths.root, cap - 1);
     // Group by script, library-wide findings last; keep the scanner's order within.
     outcome
         .findings
         .sort_by(|a, b| (a.script.is_none(), &a.script).cmp(&(b.script.is_none(), &b.script)));
     outcome.summarize();
     Ok(outcome)
-}
-
-/// Every refused manifest must show up as a blocking finding; the scanner reports them,
-/// and anything it did not report is added here so no broken script passes silently.
-fn add_broken_manifests(findings: &mut Vec<Finding>, lib: &Library) {
-    let reported: BTreeSet<String> = findings
-        .iter()
-        .filter(|f| f.rule == MANIFEST_INVALID)
-        .map(|f| f.location.file.clone())
-        .collect();
-    for broken in &lib.broken {
-        for err in &broken.errors {
-            if reported.contains(&err.location.file) {
-                continue;
-            }
-            findings.push(Finding {
-                rule: MANIFEST_INVALID.to_string(),
-                severity: Severity::Deny,
-                original_severity: Severity::Deny,
-                script: None,
-                location: err.location.clone(),
-                message: err.message.clone(),
-                help: err.hint.clone().unwrap_or_default(),
-                waiver: None,
-            });
-        }
-    }
-}
-
-/// Files outside every script folder and claimed by no discovery rule are never
-/// delivered: most likely a forgotten `script.toml`. A warning for anything that looks
-/// like a script, a note for documents; a `.git` folder is reported once, not per object.
-fn add_unclaimed(findings: &mut Vec<Finding>, lib: &Library) {
-    let mut git_dirs = BTreeSet::new();
-    for path in &lib.unclaimed {
-        let git = path
-            .match_indices(".git/")
-            .map(|(i, _)| i)
-            .find(|&i| i == 0 || path.as_bytes()[i - 1] == b'/');
-        let (file, severity, message) = match git {
-            Some(i) => {
-                let dir = &path[..i + 4];
-                if !git_dirs.insert(dir.to_string()) {
-                    continue;
-                }
-                (
-                    dir.to_string(),
-                    Severity::Warn,
-                    "a git folder inside the library, outside every script".to_string(),
-                )
-            }
-            None => {
-                let severity = match Language::from_path(path) {
-                    Language::Text => Severity::Info,
-                    _ => Severity::Warn,
-                };
-                (
-                    path.clone(),
-                    severity,
-                    "belongs to no script (no script.toml in its folder or above it, and no discovery rule claims it), so it is never delivered".to_string(),
-                )
-            }
-        };
-        findings.push(Finding {
-            rule: UNCLAIMED.to_string(),
-            severity,
-            original_severity: severity,
-            script: None,
-            location: quiver_core::Location::file(file),
-            message,
-            help: "add a script.toml to its folder or a [[discovery]] rule that claims it, or move it out of the library".to_string(),
-            waiver: None,
-        });
-    }
-}
-
-/// For files read only up to the cap, the size finding states the size on disk.
-fn state_real_sizes(
-    findings: &mut [Finding],
-    truncated: &BTreeMap<String, u64>,
-    root: &str,
-    limit: u64,
-) {
-    if truncated.is_empty() {
-        return;
-    }
-    let on_disk: BTreeMap<String, u64> = truncated
-        .iter()
-        .map(|(p, n)| (read::join_display(root, p), *n))
-        .collect();
-    for f in findings.iter_mut().filter(|f| f.rule == "limits.file-size") {
-        if let Some(size) = on_disk.get(&f.location.file) {
-            f.message = format!(
-                "file is {} ({size} bytes) on disk, over limits.max_file_size of {} ({limit} bytes)",
-                human_size(*size),
-                human_size(limit)
-            );
-        }
-    }
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 use anyhow::{Context, Result};
 use quiver_git::{Index, IndexConfig, Repo, State, TrustAnchor};
 use serde_json::json;
+use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -133,6 +134,19 @@ pub fn open_indexed(args: &RepoArgs, json: bool) -> Result<Indexed> {
     })
 }
 
+/// Writes command output to stdout; a closed pipe (`| head`) is not an error.
+pub fn emit(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}
+
 /// Arguments of `quiver status`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -146,9 +160,11 @@ pub struct Args {
 /// Runs the command: exit 0, or 3 when the branch was rewritten.
 pub fn run(args: Args) -> Result<ExitCode> {
     let Indexed { index, rewrite, .. } = open_indexed(&args.repo, args.json)?;
-    let scripts: Vec<_> = index
-        .scripts
-        .values()
+    let mut out = String::new();
+    let mut records: Vec<&quiver_git::ScriptRecord> = index.scripts.values().collect();
+    records.sort_by(|a, b| a.name.cmp(&b.name).then(a.dir.cmp(&b.dir)));
+    let scripts: Vec<_> = records
+        .iter()
         .map(|r| {
             let v = r.deployed_version();
             json!({
@@ -165,7 +181,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         })
         .collect();
     if args.json {
-        let out = json!({
+        let doc = json!({
             "branch": index.config.branch,
             "head": index.last_commit,
             "policy_commit": index.policy.commit,
@@ -176,7 +192,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             "rewrite": rewrite,
             "scripts": scripts,
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
     } else {
         let short = |s: &Option<String>| {
             s.as_deref()
@@ -184,23 +200,25 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 .unwrap_or_else(|| "-".into())
         };
         if let Some(r) = &rewrite {
-            println!("ALERT: {r}");
-            println!(
+            writeln!(out, "ALERT: {r}")?;
+            writeln!(
+                out,
                 "showing the last good state; rerun with --accept-rewrite to index the new history\n"
-            );
+            )?;
         }
-        println!(
+        writeln!(
+            out,
             "branch {} at {} · policy from {} (trust: {})",
             index.config.branch,
             short(&index.last_commit),
             short(&index.policy.commit),
             index.policy.trust
-        );
+        )?;
         if let Some(e) = &index.policy.error {
-            println!("policy error (degraded): {}", e.reason);
+            writeln!(out, "policy error (degraded): {}", e.reason)?;
         }
         if let Some(d) = &index.policy.drift {
-            println!("policy drifted: {}", d.reason);
+            writeln!(out, "policy drifted: {}", d.reason)?;
         }
         let width = index
             .scripts
@@ -209,11 +227,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
             .max()
             .unwrap_or(6)
             .max(6);
-        println!(
+        writeln!(
+            out,
             "{:width$}  {:7}  {:8}  REASON",
             "SCRIPT", "VERSION", "STATE"
-        );
-        for r in index.scripts.values() {
+        )?;
+        for r in &records {
             let version = r
                 .deployed
                 .map(|n| format!("v{n}"))
@@ -224,13 +243,15 @@ pub fn run(args: Args) -> Result<ExitCode> {
             } else {
                 r.reason().unwrap_or_default()
             };
-            println!(
+            writeln!(
+                out,
                 "{:width$}  {version:7}  {:8}  {reason}",
                 r.name,
                 state.as_str()
-            );
+            )?;
         }
     }
+    emit(&out)?;
     Ok(if rewrite.is_some() {
         ExitCode::from(EXIT_REWRITE)
     } else {

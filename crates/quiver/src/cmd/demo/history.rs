@@ -24,13 +24,25 @@ pub struct Person {
 }
 
 /// The people of policies/members.toml used in the story.
-pub const DANA: Person = Person { name: "Dana Whitfield", email: "dana.whitfield@example.org" };
+pub const DANA: Person = Person {
+    name: "Dana Whitfield",
+    email: "dana.whitfield@example.org",
+};
 /// ir-lead.
-pub const MARCUS: Person = Person { name: "Marcus Oyelaran", email: "marcus.oyelaran@example.org" };
+pub const MARCUS: Person = Person {
+    name: "Marcus Oyelaran",
+    email: "marcus.oyelaran@example.org",
+};
 /// responder.
-pub const PRIYA: Person = Person { name: "Priya Raman", email: "priya.raman@example.org" };
+pub const PRIYA: Person = Person {
+    name: "Priya Raman",
+    email: "priya.raman@example.org",
+};
 /// responder.
-pub const TOMAS: Person = Person { name: "Tomas Lindqvist", email: "tomas.lindqvist@example.org" };
+pub const TOMAS: Person = Person {
+    name: "Tomas Lindqvist",
+    email: "tomas.lindqvist@example.org",
+};
 
 /// What the story produced, for the summary and the tests.
 pub struct Story {
@@ -59,7 +71,11 @@ impl<'r> Writer<'r> {
     fn sig(&mut self, who: Person) -> Result<Signature<'static>> {
         // A fixed clock makes the demo's commit ids the same on every run.
         self.clock += 3600;
-        Ok(Signature::new(who.name, who.email, &Time::new(self.clock, 0))?)
+        Ok(Signature::new(
+            who.name,
+            who.email,
+            &Time::new(self.clock, 0),
+        )?)
     }
 
     fn tree(&self, files: &BTreeMap<String, Blob>) -> Result<Oid> {
@@ -84,7 +100,14 @@ impl<'r> Writer<'r> {
         Ok(index.write_tree_to(self.repo)?)
     }
 
-    fn commit(&mut self, files: &BTreeMap<String, Blob>, parents: &[Oid], author: Person, committer: Person, msg: &str) -> Result<Oid> {
+    fn commit(
+        &mut self,
+        files: &BTreeMap<String, Blob>,
+        parents: &[Oid],
+        author: Person,
+        committer: Person,
+        msg: &str,
+    ) -> Result<Oid> {
         let tree = self.repo.find_tree(self.tree(files)?)?;
         let author = self.sig(author)?;
         let committer = if committer.email == author.email().unwrap_or_default() {
@@ -92,13 +115,23 @@ impl<'r> Writer<'r> {
         } else {
             self.sig(committer)?
         };
-        let parents: Vec<git2::Commit> = parents.iter().map(|p| self.repo.find_commit(*p)).collect::<Result<_, _>>()?;
+        let parents: Vec<git2::Commit> = parents
+            .iter()
+            .map(|p| self.repo.find_commit(*p))
+            .collect::<Result<_, _>>()?;
         let refs: Vec<&git2::Commit> = parents.iter().collect();
-        Ok(self.repo.commit(None, &author, &committer, msg, &tree, &refs)?)
+        Ok(self
+            .repo
+            .commit(None, &author, &committer, msg, &tree, &refs)?)
     }
 
     /// A direct push: one commit on main, no review.
-    fn push(&mut self, author: Person, msg: &str, change: impl FnOnce(&mut BTreeMap<String, Blob>)) -> Result<Oid> {
+    fn push(
+        &mut self,
+        author: Person,
+        msg: &str,
+        change: impl FnOnce(&mut BTreeMap<String, Blob>),
+    ) -> Result<Oid> {
         let mut files = self.files.clone();
         change(&mut files);
         let parents: Vec<Oid> = self.head.into_iter().collect();
@@ -139,7 +172,8 @@ impl<'r> Writer<'r> {
 fn read_dir(root: &Path, prefix: &str, out: &mut BTreeMap<String, Blob>) -> Result<()> {
     let mut stack = vec![(root.to_path_buf(), prefix.to_string())];
     while let Some((dir, rel)) = stack.pop() {
-        let entries = std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?;
+        let entries =
+            std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?;
         for entry in entries {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -159,7 +193,10 @@ fn read_dir(root: &Path, prefix: &str, out: &mut BTreeMap<String, Blob>) -> Resu
 
 fn take_script(pool: &BTreeMap<String, Blob>, name: &str, into: &mut BTreeMap<String, Blob>) {
     let prefix = format!("library/{name}/");
-    for (p, b) in pool.range(prefix.clone()..).take_while(|(p, _)| p.starts_with(&prefix)) {
+    for (p, b) in pool
+        .range(prefix.clone()..)
+        .take_while(|(p, _)| p.starts_with(&prefix))
+    {
         into.insert(p.clone(), b.clone());
     }
 }
@@ -172,73 +209,155 @@ pub fn write(dir: &Path, example_library: &Path, policies: &Path) -> Result<Stor
     let mut policy_files = BTreeMap::new();
     read_dir(policies, "policies", &mut policy_files)?;
     if pool.is_empty() || policy_files.is_empty() {
-        bail!("{} or {} is empty", example_library.display(), policies.display());
+        bail!(
+            "{} or {} is empty",
+            example_library.display(),
+            policies.display()
+        );
     }
     let repo = Repository::init_opts(dir, git2::RepositoryInitOptions::new().initial_head("main"))
         .with_context(|| format!("creating a git repository at {}", dir.display()))?;
-    let mut w = Writer { repo: &repo, files: BTreeMap::new(), head: None, clock: 1_793_000_000 };
+    let mut w = Writer {
+        repo: &repo,
+        files: BTreeMap::new(),
+        head: None,
+        clock: 1_793_000_000,
+    };
 
     // 1. The policies, committed by the IR lead; the controller pins this commit.
-    let trust = w.push(DANA, "Add library policies: members, roles, approvals, rules, targets", |f| {
-        f.extend(policy_files.clone());
-    })?;
+    let trust = w.push(
+        DANA,
+        "Add library policies: members, roles, approvals, rules, targets",
+        |f| {
+            f.extend(policy_files.clone());
+        },
+    )?;
 
     // 2. Two pull requests bring in the core collectors, each approved by someone else.
-    let first = ["process-list", "network-connections", "persistence", "user-logons", "installed-software", "dns-cache", "local-accounts"];
-    w.pull_request(1, "praman/core-collectors", PRIYA, "Add core triage collectors", &[DANA], |f| {
-        for s in first {
-            take_script(&pool, s, f);
-        }
-    })?;
-    let second = ["browser-extensions", "file-timeline", "kernel-modules", "ssh-authorized-keys", "open-files", "defender-status", "triage-bundle"];
-    w.pull_request(2, "tlindqvist/more-collectors", TOMAS, "Add browser, timeline, module and key inventories", &[PRIYA], |f| {
-        for s in second {
-            take_script(&pool, s, f);
-        }
-    })?;
+    let first = [
+        "process-list",
+        "network-connections",
+        "persistence",
+        "user-logons",
+        "installed-software",
+        "dns-cache",
+        "local-accounts",
+    ];
+    w.pull_request(
+        1,
+        "praman/core-collectors",
+        PRIYA,
+        "Add core triage collectors",
+        &[DANA],
+        |f| {
+            for s in first {
+                take_script(&pool, s, f);
+            }
+        },
+    )?;
+    let second = [
+        "browser-extensions",
+        "file-timeline",
+        "kernel-modules",
+        "ssh-authorized-keys",
+        "open-files",
+        "defender-status",
+        "triage-bundle",
+    ];
+    w.pull_request(
+        2,
+        "tlindqvist/more-collectors",
+        TOMAS,
+        "Add browser, timeline, module and key inventories",
+        &[PRIYA],
+        |f| {
+            for s in second {
+                take_script(&pool, s, f);
+            }
+        },
+    )?;
 
     // 3. A script under an old name, renamed by a later pull request (it keeps its versions).
     let (old, new) = ("tmp-executables", "temp-executables");
-    w.pull_request(3, "moyelaran/tmp-executables", MARCUS, "Add recently dropped executables collector", &[TOMAS], |f| {
-        let mut one = BTreeMap::new();
-        take_script(&pool, new, &mut one);
-        for (p, b) in one {
-            let mut b = b;
-            let p = p.replacen(&format!("library/{new}/"), &format!("library/{old}/"), 1);
-            if p.ends_with("script.toml") {
-                b.bytes = String::from_utf8_lossy(&b.bytes)
-                    .replacen(&format!("name = \"{new}\""), &format!("name = \"{old}\""), 1)
-                    .into_bytes();
+    w.pull_request(
+        3,
+        "moyelaran/tmp-executables",
+        MARCUS,
+        "Add recently dropped executables collector",
+        &[TOMAS],
+        |f| {
+            let mut one = BTreeMap::new();
+            take_script(&pool, new, &mut one);
+            for (p, b) in one {
+                let mut b = b;
+                let p = p.replacen(&format!("library/{new}/"), &format!("library/{old}/"), 1);
+                if p.ends_with("script.toml") {
+                    b.bytes = String::from_utf8_lossy(&b.bytes)
+                        .replacen(
+                            &format!("name = \"{new}\""),
+                            &format!("name = \"{old}\""),
+                            1,
+                        )
+                        .into_bytes();
+                }
+                f.insert(p, b);
             }
-            f.insert(p, b);
-        }
-    })?;
+        },
+    )?;
 
     // 4. The high-risk script: two approvals, as approvals.toml asks.
-    w.pull_request(4, "praman/shell-history", PRIYA, "Add shell history collector (high risk)", &[DANA, MARCUS], |f| {
-        take_script(&pool, "shell-history", f);
-    })?;
+    w.pull_request(
+        4,
+        "praman/shell-history",
+        PRIYA,
+        "Add shell history collector (high risk)",
+        &[DANA, MARCUS],
+        |f| {
+            take_script(&pool, "shell-history", f);
+        },
+    )?;
 
     // 5. The rename.
-    w.pull_request(5, "tlindqvist/rename-temp-executables", TOMAS, "Rename tmp-executables to temp-executables", &[PRIYA], |f| {
-        let moved: Vec<String> = f.keys().filter(|p| p.starts_with(&format!("library/{old}/"))).cloned().collect();
-        for p in moved {
-            f.remove(&p);
-        }
-        take_script(&pool, new, f);
-    })?;
+    w.pull_request(
+        5,
+        "tlindqvist/rename-temp-executables",
+        TOMAS,
+        "Rename tmp-executables to temp-executables",
+        &[PRIYA],
+        |f| {
+            let moved: Vec<String> = f
+                .keys()
+                .filter(|p| p.starts_with(&format!("library/{old}/")))
+                .cloned()
+                .collect();
+            for p in moved {
+                f.remove(&p);
+            }
+            take_script(&pool, new, f);
+        },
+    )?;
 
     // 6. An approved change: process-list gets a second version.
-    w.pull_request(6, "praman/process-list-timeout", PRIYA, "process-list: allow 10 minutes on busy hosts", &[TOMAS], |f| {
-        if let Some(b) = f.get_mut("library/process-list/script.toml") {
-            b.bytes = String::from_utf8_lossy(&b.bytes).replacen("timeout = \"5m\"", "timeout = \"10m\"", 1).into_bytes();
-        }
-    })?;
+    w.pull_request(
+        6,
+        "praman/process-list-timeout",
+        PRIYA,
+        "process-list: allow 10 minutes on busy hosts",
+        &[TOMAS],
+        |f| {
+            if let Some(b) = f.get_mut("library/process-list/script.toml") {
+                b.bytes = String::from_utf8_lossy(&b.bytes)
+                    .replacen("timeout = \"5m\"", "timeout = \"10m\"", 1)
+                    .into_bytes();
+            }
+        },
+    )?;
 
     // 7. A direct push to main, no review: dns-cache drifts and stays at its approved version.
     w.push(TOMAS, "dns-cache: quick tweak during the incident", |f| {
         if let Some(b) = f.get_mut("library/dns-cache/dns-cache.sh") {
-            b.bytes.extend_from_slice(b"# unreviewed tweak pushed straight to main\n");
+            b.bytes
+                .extend_from_slice(b"# unreviewed tweak pushed straight to main\n");
         }
     })?;
 

@@ -67,11 +67,11 @@ pub fn render(outcome: &Outcome, color: bool) -> String {
                     None => paint.bold(name),
                 },
                 None => paint.bold(&format!(
-                    "library {}",
+                    "library-wide ({})",
                     if outcome.root.is_empty() {
-                        "(.)".to_string()
+                        "."
                     } else {
-                        format!("({})", outcome.root)
+                        outcome.root.as_str()
                     }
                 )),
             };
