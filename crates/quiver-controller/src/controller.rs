@@ -316,6 +316,10 @@ impl Shared {
             (None, Some(d)) => Err(format!("no snapshot published yet: {}", d.message)),
             (None, None) => Err("no snapshot published yet".into()),
             (Some(_), Some(d)) => Err(d.message),
+            (Some(s), None) if s.snapshot.expires < OffsetDateTime::now_utc() => Err(format!(
+                "the served timestamp expired at {}; endpoints refuse it (re-signing fails: check the log)",
+                format_time(s.snapshot.expires)
+            )),
             (Some(s), None) => Ok(s.snapshot.serial),
         }
     }

@@ -99,7 +99,12 @@ impl GitSource {
                 self.absorb(true, r.events);
                 return Ok(());
             }
-            Err(e) => return Err(err(e)),
+            // The index may have processed some commits before failing, and their events
+            // are lost with the error: start over next time so the count stays exact.
+            Err(e) => {
+                self.reset();
+                return Err(err(e));
+            }
         };
         self.absorb(fresh, report.events);
         Ok(())

@@ -532,9 +532,14 @@ async fn poll(
             .served()
             .map(|s| s.snapshot.serial)
             .filter(|s| *s > after);
-        let runs = shared
-            .store()
-            .dispatch_pending(&id, OffsetDateTime::now_utc())?;
+        // A read first: most polls find nothing, and need no write lock.
+        let runs = if shared.store().has_pending(&id)? {
+            shared
+                .store()
+                .dispatch_pending(&id, OffsetDateTime::now_utc())?
+        } else {
+            Vec::new()
+        };
         Ok(
             (serial.is_some() || !runs.is_empty()).then(|| PollResponse {
                 serial,

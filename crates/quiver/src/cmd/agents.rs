@@ -58,12 +58,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 println!(
-                    "{:<24} {:<8} {:<9} {:<8} {:<22} GROUPS",
+                    "{:<24} {:<8} {:<9} {:<8} {:<25} GROUPS",
                     "ID", "PLATFORM", "STATE", "SERIAL", "LAST CHECK-IN"
                 );
                 for a in &agents {
                     println!(
-                        "{:<24} {:<8} {:<9} {:<8} {:<22} {}",
+                        "{:<24} {:<8} {:<9} {:<8} {:<25} {}",
                         a.id,
                         a.platform.to_string(),
                         a.sync_state(serial),
