@@ -208,6 +208,10 @@ impl Config {
     pub fn audit_log(&self) -> PathBuf {
         self.state_dir.join("audit.jsonl")
     }
+    /// The persisted version index (rebuilt from git when missing or unusable).
+    pub fn index_file(&self) -> PathBuf {
+        self.state_dir.join("index.json")
+    }
     /// The mirror of a remote repository.
     pub fn mirror_dir(&self) -> PathBuf {
         self.state_dir.join("mirror.git")

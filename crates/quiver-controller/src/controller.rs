@@ -661,6 +661,11 @@ fn reconcile_inner(
             .collect(),
     )?;
     shared.store().set_last_reconciled(&desired.head)?;
+    // Everything the index reported is in the audit log now: persist it, so that a restart
+    // resumes here instead of reading the whole history again.
+    if let Err(e) = w.source.checkpoint() {
+        tracing::warn!("persisting the version index failed (the next start rebuilds it): {e}");
+    }
 
     let offset = shared.store().serial_offset()?;
     let serial = serial_for(desired.changes, offset);

@@ -178,6 +178,12 @@ pub trait LibrarySource: Send {
     fn blob(&mut self, oid: &str) -> Result<Vec<u8>, SourceError>;
     /// Forgets incremental state (after an acknowledged rewrite the index is rebuilt).
     fn reset(&mut self);
+    /// Persists incremental state, so that a restart costs in proportion to the commits
+    /// since. Called once the audit records of the last desired state are durable: state
+    /// that only lives in memory until then (policy changes seen) is never lost.
+    fn checkpoint(&mut self) -> Result<(), SourceError> {
+        Ok(())
+    }
 }
 
 /// A source that returns a fixed state (tests and benchmarks).

@@ -11,6 +11,12 @@
 //!   before it; a policy change takes effect for later commits only.
 //! - Processing is incremental: `update` walks only commits after `last_commit`, diffs the
 //!   library and policy subtrees against the first parent, and reads only changed scripts.
+//! - Each commit is processed in two steps: everything that can fail (git reads, policy
+//!   loading) first, then the changes to the index, which cannot fail. A commit that fails
+//!   leaves no trace, so an update that failed part-way can simply be retried.
+//! - `approved_changes` counts the first-parent commits at which the approved (deployable)
+//!   state changed, and `last_approved_change` names the last of them. Both are functions
+//!   of the history alone: a cold index and one updated after every commit agree.
 
 use crate::Error;
 use crate::rawtree::RawEntry;
@@ -28,8 +34,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-/// Version of the index's JSON format.
-pub const INDEX_FORMAT: u32 = 1;
+/// Version of the index's JSON format (2: `approved_changes`, authors of pending changes).
+pub const INDEX_FORMAT: u32 = 2;
 
 /// Where trust in the first policy comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -188,6 +194,9 @@ pub struct Problem {
     pub commit: String,
     /// Why.
     pub reason: String,
+    /// Authors of the change that commit brought (empty when not known).
+    #[serde(default)]
+    pub authors: Vec<Person>,
 }
 
 /// A change held by the mass-removal guard, applied if a later approved policy allows it.
@@ -228,6 +237,9 @@ pub struct ScriptRecord {
     pub settled_reason: Option<String>,
     /// Commit that caused `settled` (refused, held, removed).
     pub settled_commit: Option<String>,
+    /// Authors of the change `settled_commit` brought.
+    #[serde(default)]
+    pub settled_authors: Vec<Person>,
     /// Set while the head content differs from what was reviewed: the first such commit.
     pub drift: Option<Problem>,
     /// The held change, while `settled` is `held`.
@@ -254,6 +266,7 @@ impl ScriptRecord {
             settled: State::Removed,
             settled_reason: None,
             settled_commit: None,
+            settled_authors: Vec::new(),
             drift: None,
             held: None,
             head: None,
@@ -285,6 +298,15 @@ impl ScriptRecord {
             Some(d) => Some(d.commit.clone()),
             None if self.settled != State::Approved => self.settled_commit.clone(),
             None => None,
+        }
+    }
+
+    /// Authors of the change behind a non-approved state (see [`Self::pending_commit`]).
+    pub fn pending_authors(&self) -> Vec<Person> {
+        match &self.drift {
+            Some(d) => d.authors.clone(),
+            None if self.settled != State::Approved => self.settled_authors.clone(),
+            None => Vec::new(),
         }
     }
 
@@ -439,6 +461,8 @@ struct Runtime {
     reach_complete: bool,
     /// Whether the library root of this tree holds a `script.toml`.
     root_manifest: Option<(Oid, bool)>,
+    /// The commit being processed changed the approved state.
+    changed: bool,
 }
 
 /// The version index of one branch of one repository. Serialize it to persist it.
@@ -459,6 +483,15 @@ pub struct Index {
     /// Records displaced when another script moved into their folder.
     #[serde(default)]
     pub retired: Vec<ScriptRecord>,
+    /// How many first-parent commits changed the approved (deployable) state: the trust
+    /// anchor, every commit that creates a version or removes a deployed script, every
+    /// policy change that takes effect (and what it releases). Held, refused and drifted
+    /// changes do not count. The controller's catalog serial is built on it.
+    pub approved_changes: u64,
+    /// The last of those commits (`None` before any, e.g. with root approvers). A version
+    /// released later (a held change allowed by a policy change) counts at the commit that
+    /// released it, so every deployable version's commit is at or before this one.
+    pub last_approved_change: Option<String>,
     #[serde(skip)]
     rt: Runtime,
 }
@@ -501,6 +534,8 @@ pub struct ScriptProblem {
     pub reason: String,
     /// The commit behind it.
     pub pending_commit: Option<String>,
+    /// Authors of the change that commit brought.
+    pub authors: Vec<Person>,
     /// The version that stays deployed, if any.
     pub deployed: Option<u32>,
 }
@@ -545,6 +580,58 @@ struct Change {
 enum Outcome {
     Version(Box<Version>),
     Refused(String),
+}
+
+/// A judged policy change, read but not yet recorded.
+struct PolicyPlan {
+    /// Tree id of the policy folder at the commit.
+    new: Option<String>,
+    judgement: Judgement,
+    /// The policy content before it was approved.
+    base_ok: bool,
+    /// Why the approved policy does not load.
+    load_errors: Option<Vec<String>>,
+}
+
+/// An approved policy that loads, ready to take effect.
+struct NextPolicy {
+    policy: Policy,
+    approvers: Vec<String>,
+    /// Its scanner, or why its rules do not compile.
+    scanner: Result<Scanner, String>,
+    /// Set when its discovery rules differ from the policy before.
+    rediscovery: Option<Rediscovery>,
+}
+
+/// What changed discovery rules claim, read ahead.
+struct Rediscovery {
+    /// Every script of the library under the new rules, in order.
+    units: Vec<Unit>,
+    /// Content of the discovered files that may need a record.
+    contents: HashMap<Unit, UnitContent>,
+}
+
+/// A commit's script changes, read but not yet applied.
+struct LibraryPlan {
+    /// Whether the library root holds a manifest at the commit.
+    root_manifest: Option<(Oid, bool)>,
+    /// Scripts whose folder moved (old → new).
+    renames: BTreeMap<Unit, Unit>,
+    /// Every script the commit touches.
+    affected: BTreeSet<Unit>,
+    /// Their content at the commit (`None`: absent).
+    contents: BTreeMap<Unit, Option<UnitContent>>,
+}
+
+impl LibraryPlan {
+    /// Record keys whose record the change may replace, move or drop.
+    fn touched(&self) -> HashSet<String> {
+        self.affected
+            .iter()
+            .chain(self.renames.iter().flat_map(|(a, b)| [a, b]))
+            .map(|u| u.key().to_string())
+            .collect()
+    }
 }
 
 fn root_approver_policy(emails: &[String]) -> Result<Policy, Error> {
@@ -616,6 +703,8 @@ impl Index {
             last_commit: None,
             scripts: BTreeMap::new(),
             retired: Vec::new(),
+            approved_changes: 0,
+            last_approved_change: None,
             rt: Runtime::default(),
         }
     }
@@ -649,18 +738,39 @@ impl Index {
     pub fn update_with(
         &mut self,
         repo: &Repo,
-        mut opts: UpdateOptions<'_>,
+        opts: UpdateOptions<'_>,
     ) -> Result<UpdateReport, Error> {
+        let mut report = UpdateReport::default();
+        self.update_into(repo, opts, &mut report)?;
+        Ok(report)
+    }
+
+    /// [`Index::update_with`], reporting into `report` as it goes. When a commit fails,
+    /// the commits before it stay applied (`last_commit` names the last of them) and their
+    /// events stay in `report`; the failed commit leaves no trace, so the next update
+    /// resumes at it. Nothing needs to be rebuilt after an error.
+    pub fn update_into(
+        &mut self,
+        repo: &Repo,
+        mut opts: UpdateOptions<'_>,
+        report: &mut UpdateReport,
+    ) -> Result<(), Error> {
         let head = repo.branch_head(&self.config.branch)?;
         let head_s = head.to_string();
         if self.last_commit.as_deref() == Some(head_s.as_str()) {
-            return Ok(UpdateReport::default());
+            return Ok(());
         }
-        let mut report = UpdateReport::default();
         self.rt.reach.clear();
         self.rt.reach_complete = false;
         let commits = match &self.last_commit {
-            None => self.initialize(repo, head)?,
+            None => match self.initialize(repo, head) {
+                Ok(commits) => commits,
+                Err(e) => {
+                    // Half a trust anchor is no anchor: start from nothing next time.
+                    *self = Index::new(self.config.clone());
+                    return Err(e);
+                }
+            },
             Some(last) => {
                 let last_oid = Oid::from_str(last)?;
                 match repo.first_parent_line(head, Some(last_oid))? {
@@ -689,7 +799,7 @@ impl Index {
             } else {
                 None
             };
-            self.process(repo, *c, walk, opts.forge, &mut report)?;
+            self.process(repo, *c, walk, opts.forge, report)?;
             self.last_commit = Some(c.to_string());
             report.commits += 1;
             if let Some(p) = opts.progress.as_mut() {
@@ -699,7 +809,7 @@ impl Index {
         if self.last_commit.is_none() {
             self.last_commit = Some(head_s);
         }
-        Ok(report)
+        Ok(())
     }
 
     /// Sets up the trust anchor; returns the commits to process after it.
@@ -747,6 +857,7 @@ impl Index {
         self.policy.reviewed = pol_tree.map(|t| t.to_string());
         self.policy.head = self.policy.reviewed.clone();
         let facts = repo.commit_facts(anchor)?;
+        let authors = vec![facts.author.clone()];
         let lib_tree = repo.subtree_id(&tree, &self.config.library);
         let policy = self.rt.policy.clone();
         for (unit, files) in all_units(repo, lib_tree, &policy)? {
@@ -758,12 +869,15 @@ impl Index {
                 &unit,
                 content,
                 outcome,
-                &facts,
+                (&facts, &authors),
                 "trust anchor",
                 &mut Vec::new(),
             );
             self.scripts.insert(unit.key().to_string(), rec);
         }
+        // The trusted commit is the first approved state.
+        self.approved_changes = 1;
+        self.last_approved_change = Some(anchor.to_string());
         self.last_commit = Some(anchor.to_string());
         Ok(line[pos + 1..].to_vec())
     }
@@ -790,6 +904,7 @@ impl Index {
                                 .collect::<Vec<_>>()
                                 .join("; ")
                         ),
+                        authors: Vec::new(),
                     });
                     return None;
                 }
@@ -841,6 +956,7 @@ impl Index {
         forge: &dyn ForgeReviews,
         report: &mut UpdateReport,
     ) -> Result<(), Error> {
+        self.rt.changed = false;
         repo.trees().rotate();
         let commit = repo.git().find_commit(c)?;
         let tree = commit.tree_id();
@@ -905,71 +1021,59 @@ impl Index {
             evidence,
             authors,
         };
-        let new_policy = if pol_new != pol_old {
-            self.policy_change(repo, &ctx, pol_new, report)?
+
+        // Read: everything that can fail, before anything changes.
+        let (policy_plan, next_policy) = if pol_new != pol_old {
+            let (plan, loaded) = self.plan_policy_change(repo, &ctx, pol_new)?;
+            (Some(plan), loaded)
         } else {
-            None
+            (None, None)
         };
-        if lib_new != lib_old {
+        let lib_plan = if lib_new != lib_old {
             let diff = LibraryDiff {
                 old: lib_old,
                 new: lib_new,
                 deltas: &lib_deltas,
                 dirs: lib_dirs,
             };
-            self.library_change(repo, &ctx, diff, report)?;
-        }
-        if let Some((p, approvers)) = new_policy {
-            let old = self.rt.policy.clone();
-            match Scanner::new(&p) {
-                Ok(scanner) => {
-                    self.rt.policy = Arc::new(p);
-                    self.rt.scanner = Some(Arc::new(scanner));
-                    self.policy.commit = Some(c.to_string());
-                    self.policy.approvers = approvers.clone();
-                    self.policy.error = None;
-                    report.events.push(Event::PolicyApplied {
-                        commit: c.to_string(),
-                        approvers: approvers.clone(),
-                    });
-                    let discovery =
-                        |p: &Policy| serde_json::to_string(&p.discovery).unwrap_or_default();
-                    if discovery(&old) != discovery(&self.rt.policy) {
-                        self.rediscover(repo, &ctx, lib_new, &approvers, report)?;
-                    }
-                    self.release_held(&ctx, report);
-                }
-                Err(errs) => {
-                    let reason = errs
-                        .iter()
-                        .map(|e| e.to_string())
-                        .collect::<Vec<_>>()
-                        .join("; ");
-                    self.policy.error = Some(Problem {
-                        commit: c.to_string(),
-                        reason: reason.clone(),
-                    });
-                    report.events.push(Event::PolicyInvalid {
-                        commit: c.to_string(),
-                        reason,
-                    });
-                }
+            Some(self.plan_library_change(repo, diff)?)
+        } else {
+            None
+        };
+        let next_policy = match next_policy {
+            Some((p, approvers)) => {
+                Some(self.plan_next_policy(repo, p, approvers, lib_new, lib_plan.as_ref())?)
             }
+            None => None,
+        };
+
+        // Apply: nothing below can fail.
+        if let Some(plan) = policy_plan {
+            self.apply_policy_change(&ctx, plan, report);
+        }
+        if let Some(plan) = lib_plan {
+            self.apply_library_change(&ctx, plan, report);
+        }
+        if let Some(next) = next_policy {
+            self.apply_next_policy(&ctx, next, report);
+        }
+        if self.rt.changed {
+            self.approved_changes += 1;
+            self.last_approved_change = Some(c.to_string());
         }
         Ok(())
     }
 
-    /// Judges a policy change; returns the new policy when it is approved and loads.
-    fn policy_change(
-        &mut self,
+    /// Judges a policy change and, when it is approved on an approved base, loads it
+    /// (reads only). Returns the plan and the new policy with its approvers when it loads.
+    #[allow(clippy::type_complexity)]
+    fn plan_policy_change(
+        &self,
         repo: &Repo,
         ctx: &CommitCtx,
         pol_new: Option<Oid>,
-        report: &mut UpdateReport,
-    ) -> Result<Option<(Policy, Vec<String>)>, Error> {
-        let new = pol_new.map(|t| t.to_string());
+    ) -> Result<(PolicyPlan, Option<(Policy, Vec<String>)>), Error> {
         let base_ok = self.policy.head == self.policy.reviewed;
-        self.policy.head = new.clone();
         let policy = self.rt.policy.clone();
         let j = judge(
             &policy,
@@ -978,29 +1082,53 @@ impl Index {
             &ctx.evidence,
             &ctx.change,
         );
+        let mut load_errors = None;
+        let mut loaded = None;
+        if j.approved && base_ok {
+            match repo.load_policy(pol_new, &self.config.policies)? {
+                Ok(p) => loaded = Some((p, j.approvers.clone())),
+                Err(errs) => load_errors = Some(errs),
+            }
+        }
+        let plan = PolicyPlan {
+            new: pol_new.map(|t| t.to_string()),
+            judgement: j,
+            base_ok,
+            load_errors,
+        };
+        Ok((plan, loaded))
+    }
+
+    /// Records a judged policy change: reviewed, drifted or invalid.
+    fn apply_policy_change(&mut self, ctx: &CommitCtx, plan: PolicyPlan, report: &mut UpdateReport) {
+        let PolicyPlan {
+            new,
+            judgement: j,
+            base_ok,
+            load_errors,
+        } = plan;
+        self.policy.head = new.clone();
         let commit = ctx.facts.oid.to_string();
         if j.approved && base_ok {
             self.policy.reviewed = new;
             self.policy.drift = None;
-            match repo.load_policy(pol_new, &self.config.policies)? {
-                Ok(p) => return Ok(Some((p, j.approvers))),
-                Err(errs) => {
-                    let reason = format!(
-                        "approved policy change {} does not load; the policy of {} stays in effect: {}",
-                        ctx.facts.short(),
-                        self.policy
-                            .commit
-                            .as_deref()
-                            .map(|c| &c[..10.min(c.len())])
-                            .unwrap_or("the root approvers"),
-                        errs.join("; ")
-                    );
-                    self.policy.error = Some(Problem {
-                        commit: commit.clone(),
-                        reason: reason.clone(),
-                    });
-                    report.events.push(Event::PolicyInvalid { commit, reason });
-                }
+            if let Some(errs) = load_errors {
+                let reason = format!(
+                    "approved policy change {} does not load; the policy of {} stays in effect: {}",
+                    ctx.facts.short(),
+                    self.policy
+                        .commit
+                        .as_deref()
+                        .map(|c| &c[..10.min(c.len())])
+                        .unwrap_or("the root approvers"),
+                    errs.join("; ")
+                );
+                self.policy.error = Some(Problem {
+                    commit: commit.clone(),
+                    reason: reason.clone(),
+                    authors: ctx.authors_or_author(),
+                });
+                report.events.push(Event::PolicyInvalid { commit, reason });
             }
         } else if self.policy.head == self.policy.reviewed {
             self.policy.drift = None;
@@ -1027,20 +1155,104 @@ impl Index {
             self.policy.drift = Some(Problem {
                 commit: commit.clone(),
                 reason: reason.clone(),
+                authors: ctx.authors_or_author(),
             });
             report.events.push(Event::PolicyDrifted { commit, reason });
         }
-        Ok(None)
     }
 
-    /// Collects the script changes of a commit and applies them.
-    fn library_change(
-        &mut self,
+    /// Compiles an approved new policy's scanner and, when its discovery rules differ,
+    /// reads what they claim (reads only).
+    fn plan_next_policy(
+        &self,
         repo: &Repo,
-        ctx: &CommitCtx,
+        policy: Policy,
+        approvers: Vec<String>,
+        lib_tree: Option<Oid>,
+        lib_plan: Option<&LibraryPlan>,
+    ) -> Result<NextPolicy, Error> {
+        let scanner = Scanner::new(&policy).map_err(|errs| {
+            errs.iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        });
+        let discovery = |p: &Policy| serde_json::to_string(&p.discovery).unwrap_or_default();
+        let rediscovery = if scanner.is_ok() && discovery(&self.rt.policy) != discovery(&policy)
+        {
+            let units = all_units(repo, lib_tree, &policy)?;
+            // Content is needed for every discovered file without a record at the head once
+            // the library change is applied: those without one now, and those it touches.
+            let touched = lib_plan.map(LibraryPlan::touched).unwrap_or_default();
+            let mut contents = HashMap::new();
+            for (unit, files) in &units {
+                let has_head = self
+                    .scripts
+                    .get(unit.key())
+                    .is_some_and(|r| r.head.is_some());
+                if matches!(unit, Unit::File(_)) && (!has_head || touched.contains(unit.key())) {
+                    contents.insert(unit.clone(), read_unit(repo, unit, files)?);
+                }
+            }
+            Some(Rediscovery {
+                units: units.into_keys().collect(),
+                contents,
+            })
+        } else {
+            None
+        };
+        Ok(NextPolicy {
+            policy,
+            approvers,
+            scanner,
+            rediscovery,
+        })
+    }
+
+    /// Puts an approved, loaded policy change into effect (or records why it cannot be).
+    fn apply_next_policy(&mut self, ctx: &CommitCtx, next: NextPolicy, report: &mut UpdateReport) {
+        let c = ctx.facts.oid.to_string();
+        let NextPolicy {
+            policy,
+            approvers,
+            scanner,
+            rediscovery,
+        } = next;
+        match scanner {
+            Ok(scanner) => {
+                self.rt.policy = Arc::new(policy);
+                self.rt.scanner = Some(Arc::new(scanner));
+                self.policy.commit = Some(c.clone());
+                self.policy.approvers = approvers.clone();
+                self.policy.error = None;
+                // Groups, targets and limits come from the policy: the catalog changes.
+                self.rt.changed = true;
+                report.events.push(Event::PolicyApplied {
+                    commit: c,
+                    approvers: approvers.clone(),
+                });
+                if let Some(r) = rediscovery {
+                    self.rediscover(ctx, r, &approvers, report);
+                }
+                self.release_held(ctx, report);
+            }
+            Err(reason) => {
+                self.policy.error = Some(Problem {
+                    commit: c.clone(),
+                    reason: reason.clone(),
+                    authors: ctx.authors_or_author(),
+                });
+                report.events.push(Event::PolicyInvalid { commit: c, reason });
+            }
+        }
+    }
+
+    /// Finds the scripts a commit changed and reads their new content (reads only).
+    fn plan_library_change(
+        &self,
+        repo: &Repo,
         diff: LibraryDiff<'_>,
-        report: &mut UpdateReport,
-    ) -> Result<(), Error> {
+    ) -> Result<LibraryPlan, Error> {
         let LibraryDiff {
             old: lib_old,
             new: lib_new,
@@ -1063,12 +1275,11 @@ impl Index {
             }
         });
         let mut new_units = UnitFinder::new(repo, lib_new).with_hints(root_new, dirs.1);
-        if let Some(tree) = lib_new {
-            let has = new_units.has_manifest("")?;
-            self.rt.root_manifest = Some((tree, has));
-        }
+        let root_manifest = match lib_new {
+            Some(tree) => Some((tree, new_units.has_manifest("")?)),
+            None => None,
+        };
         let mut affected: BTreeSet<Unit> = BTreeSet::new();
-        let mut present_new: BTreeSet<Unit> = BTreeSet::new();
         let mut renames: BTreeMap<Unit, Unit> = BTreeMap::new();
         let mut manifest_dirs: BTreeSet<String> = BTreeSet::new();
         for d in deltas {
@@ -1102,7 +1313,6 @@ impl Index {
                 affected.insert(u);
             }
             if let Some(u) = nu {
-                present_new.insert(u.clone());
                 affected.insert(u);
             }
         }
@@ -1122,9 +1332,43 @@ impl Index {
                 }
             }
         }
+        // The content at this commit of every affected script (a renamed script's old
+        // folder included: whether it is still there decides whether its record moves).
+        let mut contents = BTreeMap::new();
+        for unit in &affected {
+            let new = match new_units.files(unit)? {
+                Some(files) => Some(read_unit(repo, unit, &files)?),
+                None => None,
+            };
+            contents.insert(unit.clone(), new);
+        }
+        Ok(LibraryPlan {
+            root_manifest,
+            renames,
+            affected,
+            contents,
+        })
+    }
+
+    /// Applies a commit's script changes (see [`Self::plan_library_change`]).
+    fn apply_library_change(
+        &mut self,
+        ctx: &CommitCtx,
+        plan: LibraryPlan,
+        report: &mut UpdateReport,
+    ) {
+        let LibraryPlan {
+            root_manifest,
+            renames,
+            mut affected,
+            mut contents,
+        } = plan;
+        if root_manifest.is_some() {
+            self.rt.root_manifest = root_manifest;
+        }
         // Move records of renamed scripts first, so their history follows them.
         for (from, to) in &renames {
-            let still_there = new_units.files(from)?.is_some();
+            let still_there = contents.get(from).is_some_and(Option::is_some);
             if still_there || !self.scripts.contains_key(from.key()) {
                 continue;
             }
@@ -1151,10 +1395,7 @@ impl Index {
         let mut changes = Vec::new();
         for unit in affected {
             let old = self.scripts.get(unit.key()).and_then(|r| r.head.clone());
-            let new = match new_units.files(&unit)? {
-                Some(files) => Some(read_unit(repo, &unit, &files)?),
-                None => None,
-            };
+            let new = contents.remove(&unit).flatten();
             if old.is_none() && new.is_none() {
                 continue;
             }
@@ -1164,9 +1405,7 @@ impl Index {
             }
             changes.push(Change { unit, old, new });
         }
-        let _ = present_new;
         self.apply_changes(ctx, changes, report);
-        Ok(())
     }
 
     /// Name and risk of a unit's content (when its manifest is usable).
@@ -1289,7 +1528,7 @@ impl Index {
                                             &ch.unit,
                                             content,
                                             outcome,
-                                            &ctx.facts,
+                                            (&ctx.facts, &ctx.authors_or_author()),
                                             "",
                                             &mut report.events,
                                         );
@@ -1306,6 +1545,7 @@ impl Index {
                         rec.settled_reason =
                             Some(format!("{reason} (change {})", ctx.facts.short()));
                         rec.settled_commit = Some(ctx.facts.oid.to_string());
+                        rec.settled_authors = ctx.authors_or_author();
                         rec.held = Some(HeldChange {
                             version,
                             ..h.clone()
@@ -1318,7 +1558,8 @@ impl Index {
                         });
                     }
                     (None, None) => {
-                        self.remove_script(&mut rec, &key, &ctx.facts, &j, report);
+                        let authors = ctx.authors_or_author();
+                        self.remove_script(&mut rec, &key, (&ctx.facts, &authors), &j, report);
                     }
                     (None, Some(content)) => {
                         let mut outcome = self.evaluate(
@@ -1337,7 +1578,7 @@ impl Index {
                             &ch.unit,
                             content,
                             outcome,
-                            &ctx.facts,
+                            (&ctx.facts, &ctx.authors_or_author()),
                             "",
                             &mut report.events,
                         );
@@ -1354,6 +1595,7 @@ impl Index {
                     rec.settled = State::Approved;
                     rec.settled_reason = None;
                     rec.settled_commit = None;
+                    rec.settled_authors = Vec::new();
                 } else {
                     rec.settled = State::Removed;
                 }
@@ -1385,6 +1627,7 @@ impl Index {
                 rec.drift = Some(Problem {
                     commit: ctx.facts.oid.to_string(),
                     reason,
+                    authors: ctx.authors_or_author(),
                 });
             } else if j.approved
                 && let Some(d) = rec.drift.as_mut()
@@ -1412,14 +1655,20 @@ impl Index {
         }
     }
 
+    /// Removes a script by an approved change (`by`: the commit and its authors).
     fn remove_script(
         &mut self,
         rec: &mut ScriptRecord,
         key: &str,
-        facts: &CommitFacts,
+        by: (&CommitFacts, &[Person]),
         j: &Judgement,
         report: &mut UpdateReport,
     ) {
+        let (facts, authors) = by;
+        if rec.deployed.is_some() {
+            // Only a deployed script's removal changes what endpoints get.
+            self.rt.changed = true;
+        }
         if let Some(v) = rec.deployed_version()
             && self
                 .rt
@@ -1443,6 +1692,7 @@ impl Index {
         let reason = format!("removed by {} \"{}\"{by}", short(&facts.oid), facts.summary);
         rec.settled_reason = Some(reason.clone());
         rec.settled_commit = Some(facts.oid.to_string());
+        rec.settled_authors = authors.to_vec();
         report.events.push(Event::State {
             script: rec.display_name(),
             state: State::Removed,
@@ -1554,10 +1804,11 @@ impl Index {
         unit: &Unit,
         content: UnitContent,
         outcome: Outcome,
-        facts: &CommitFacts,
+        by: (&CommitFacts, &[Person]),
         note: &str,
         events: &mut Vec<Event>,
     ) {
+        let (facts, authors) = by;
         rec.head = Some(content.digest.clone());
         rec.reviewed = Some(content.digest.clone());
         rec.drift = None;
@@ -1592,6 +1843,7 @@ impl Index {
                 rec.settled = State::Refused;
                 rec.settled_reason = Some(reason);
                 rec.settled_commit = Some(facts.oid.to_string());
+                rec.settled_authors = authors.to_vec();
             }
         }
     }
@@ -1622,8 +1874,10 @@ impl Index {
         rec.settled = State::Approved;
         rec.settled_reason = None;
         rec.settled_commit = None;
+        rec.settled_authors = Vec::new();
         rec.drift = None;
         rec.held = None;
+        self.rt.changed = true;
         events.push(Event::Version {
             script: v.name.clone(),
             number: v.number,
@@ -1638,16 +1892,18 @@ impl Index {
     /// (their first version is approved by the policy change), dropped ones are removed.
     fn rediscover(
         &mut self,
-        repo: &Repo,
         ctx: &CommitCtx,
-        lib_tree: Option<Oid>,
+        r: Rediscovery,
         approvers: &[String],
         report: &mut UpdateReport,
-    ) -> Result<(), Error> {
-        let policy = self.rt.policy.clone();
-        let units = all_units(repo, lib_tree, &policy)?;
+    ) {
+        let Rediscovery {
+            units,
+            mut contents,
+        } = r;
+        let authors = ctx.authors_or_author();
         let claimed: BTreeSet<&str> = units
-            .keys()
+            .iter()
             .filter(|u| matches!(u, Unit::File(_)))
             .map(|u| u.key())
             .collect();
@@ -1665,11 +1921,11 @@ impl Index {
         for key in dropped {
             if let Some(mut rec) = self.scripts.remove(&key) {
                 rec.head = None;
-                self.remove_script(&mut rec, &key, &ctx.facts, &j, report);
+                self.remove_script(&mut rec, &key, (&ctx.facts, &authors), &j, report);
                 self.put(key, rec);
             }
         }
-        for (unit, files) in units {
+        for unit in units {
             if !matches!(unit, Unit::File(_))
                 || self
                     .scripts
@@ -1678,7 +1934,11 @@ impl Index {
             {
                 continue;
             }
-            let content = read_unit(repo, &unit, &files)?;
+            let Some(content) = contents.remove(&unit) else {
+                // `plan_next_policy` reads every file that can get here.
+                debug_assert!(false, "{} was not read ahead", unit.key());
+                continue;
+            };
             let mut rec = self
                 .scripts
                 .remove(unit.key())
@@ -1696,16 +1956,17 @@ impl Index {
                 &unit,
                 content,
                 outcome,
-                &ctx.facts,
+                (&ctx.facts, &authors),
                 "claimed by a discovery rule in policy change",
                 &mut report.events,
             );
             self.put(unit.key().to_string(), rec);
         }
-        Ok(())
     }
 
-    /// Applies held changes that the policy now in effect allows.
+    /// Applies held changes that the policy now in effect allows. A held version keeps
+    /// the commit that brought it (its authors and approvers); it becomes deployable at
+    /// the policy change, which is where the approved state changes.
     fn release_held(&mut self, ctx: &CommitCtx, report: &mut UpdateReport) {
         let policy = self.rt.policy.clone();
         let keys: Vec<String> = self
@@ -1728,7 +1989,8 @@ impl Index {
                             ..Default::default()
                         };
                         let held_commit = h.commit.clone();
-                        self.remove_script(&mut rec, &key, &ctx.facts, &j, report);
+                        let authors = ctx.authors_or_author();
+                        self.remove_script(&mut rec, &key, (&ctx.facts, &authors), &j, report);
                         rec.settled_reason = Some(format!(
                             "removed by {} (held, then allowed by policy change {})",
                             &held_commit[..10.min(held_commit.len())],
@@ -1797,6 +2059,7 @@ impl Index {
                     state,
                     reason: rec.reason().unwrap_or_default(),
                     pending_commit: rec.pending_commit(),
+                    authors: rec.pending_authors(),
                     deployed: rec.deployed,
                 });
             }
@@ -1833,6 +2096,7 @@ impl Index {
                                 v.number
                             ),
                             pending_commit: None,
+                            authors: Vec::new(),
                             deployed: rec.deployed,
                         });
                         continue;
@@ -1880,6 +2144,15 @@ impl HeldChange {
 }
 
 impl CommitCtx {
+    /// The authors of the change, or the commit's author when none were found.
+    fn authors_or_author(&self) -> Vec<Person> {
+        if self.authors.is_empty() {
+            vec![self.facts.author.clone()]
+        } else {
+            self.authors.clone()
+        }
+    }
+
     fn evidence_kind(&self) -> Option<EvidenceKind> {
         if self.evidence.is_merge {
             Some(if self.evidence.trailers.is_empty() {
