@@ -34,6 +34,14 @@ fn a_restart_keeps_the_serial_and_does_not_duplicate_audit_records() {
     assert!(ctl.stop().success());
     let before = std::fs::read_to_string(setup.audit_log()).expect("log");
 
+    // The version index was persisted at the last reconciled commit.
+    let index: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(setup.path().join("state/index.json")).expect("index"),
+    )
+    .expect("index json");
+    assert_eq!(index["last_commit"], repo.head().as_str());
+    assert_eq!(index["approved_changes"], 2);
+
     let ctl = setup.start();
     // The restarted controller serves the same snapshot at once, and its first reconcile
     // computes the same serial and bytes.
@@ -45,7 +53,11 @@ fn a_restart_keeps_the_serial_and_does_not_duplicate_audit_records() {
         ctl.get("/v1/catalog.json").bytes().expect("catalog"),
         catalog
     );
+    let log = std::fs::read_to_string(&ctl.log).expect("controller log");
     assert!(ctl.stop().success());
+    // It resumed from the persisted index instead of reading the history again.
+    assert!(log.contains("loaded the version index"), "{log}");
+    assert!(!log.contains("rebuilding the version index"), "{log}");
     let after = std::fs::read_to_string(setup.audit_log()).expect("log");
     assert_eq!(before, after, "a restart adds no audit records");
     let (ok, msg) = verify(&setup.audit_log());

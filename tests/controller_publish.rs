@@ -160,6 +160,11 @@ fn a_direct_push_drifts_and_is_not_published() {
     let drifted = audit_records(&setup.audit_log(), "change.drifted");
     assert_eq!(drifted.len(), 1, "{drifted:?}");
     assert_eq!(drifted[0]["details"]["commit"], pushed.as_str());
+    assert_eq!(
+        drifted[0]["actors"],
+        serde_json::json!(["alice@example.org"]),
+        "the record names who pushed"
+    );
     let metrics = ctl.get("/metrics").text().expect("metrics");
     assert!(
         metrics.contains("quiver_scripts{state=\"drifted\"} 1"),

@@ -192,3 +192,86 @@ fn published_blobs_are_the_git_blobs_byte_for_byte() {
         404
     );
 }
+
+/// `quiver reconcile --json` with info logs: (report, log).
+fn reconcile_logged(setup: &Setup) -> (serde_json::Value, String) {
+    let out = std::process::Command::new(quiver_tests::bin("quiver"))
+        .args(["reconcile", "--config", &setup.config_str(), "--json"])
+        .env("QUIVER_LOG", "info")
+        .output()
+        .expect("run quiver");
+    assert!(out.status.success(), "{out:?}");
+    let report = serde_json::from_slice(&out.stdout).expect("json");
+    (report, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn the_persisted_index_resumes_and_a_bad_one_is_rebuilt_to_the_same_bytes() {
+    let repo = TestRepo::new();
+    let a = Setup::new(&repo, "");
+    let index_file = a.path().join("state/index.json");
+    let (report, _) = reconcile_logged(&a);
+    assert_eq!(report["serial"], 1);
+    let merge = repo.approved_change(
+        "v2",
+        &[("library/ps/ps.sh", b"#!/bin/bash\nps aux\n")],
+        "ps aux",
+    );
+    repo.direct_push(&[("library/ps/ps.sh", b"#!/bin/bash\nps\n")], "drift");
+    let (report, log) = reconcile_logged(&a);
+    assert_eq!(report["outcome"], "published", "{report}");
+    assert_eq!(report["serial"], 2);
+    assert!(log.contains("loaded the version index"), "{log}");
+    let catalog = std::fs::read(a.publish().join("catalog.json")).expect("catalog");
+    let cat: serde_json::Value = serde_json::from_slice(&catalog).expect("json");
+    assert_eq!(cat["source_commit"], merge.as_str(), "not the drifted head");
+    let persisted = std::fs::read(&index_file).expect("index");
+    let index: serde_json::Value = serde_json::from_slice(&persisted).expect("json");
+    assert_eq!(index["last_commit"], repo.head().as_str());
+    assert_eq!(index["approved_changes"], 2);
+    assert_eq!(index["last_approved_change"], merge.as_str());
+
+    // A cold controller on the same history: the same index, byte for byte, and the same
+    // catalog.
+    let b = Setup::with_key_of(&a, &repo, "");
+    let (report, log) = reconcile_logged(&b);
+    assert_eq!(report["serial"], 2);
+    assert!(log.contains("no version index"), "{log}");
+    assert!(
+        std::fs::read(b.path().join("state/index.json")).expect("index") == persisted,
+        "incremental and cold indexes differ"
+    );
+    assert_eq!(
+        std::fs::read(b.publish().join("catalog.json")).expect("catalog"),
+        catalog
+    );
+
+    // An index that does not parse, or was built on another trust anchor, is rebuilt (the
+    // log says why) with the same result.
+    let foreign = String::from_utf8(persisted.clone()).expect("utf8").replace(
+        &format!(
+            "\"anchor\":\"{}\"",
+            index["anchor"].as_str().expect("anchor")
+        ),
+        &format!("\"anchor\":\"{merge}\""),
+    );
+    assert_ne!(foreign.as_bytes(), &persisted[..]);
+    for (bad, why) in [
+        (b"{\"format\":".to_vec(), "index:"),
+        (foreign.into_bytes(), "trust anchor"),
+    ] {
+        std::fs::write(&index_file, bad).expect("write");
+        let (report, log) = reconcile_logged(&a);
+        assert_eq!(report["outcome"], "unchanged", "{report}");
+        assert_eq!(report["serial"], 2);
+        assert!(
+            log.contains("rebuilding the version index") && log.contains(why),
+            "{log}"
+        );
+        assert!(std::fs::read(&index_file).expect("index") == persisted);
+        assert_eq!(
+            std::fs::read(a.publish().join("catalog.json")).expect("catalog"),
+            catalog
+        );
+    }
+}

@@ -1100,7 +1100,12 @@ impl Index {
     }
 
     /// Records a judged policy change: reviewed, drifted or invalid.
-    fn apply_policy_change(&mut self, ctx: &CommitCtx, plan: PolicyPlan, report: &mut UpdateReport) {
+    fn apply_policy_change(
+        &mut self,
+        ctx: &CommitCtx,
+        plan: PolicyPlan,
+        report: &mut UpdateReport,
+    ) {
         let PolicyPlan {
             new,
             judgement: j,
@@ -1178,8 +1183,7 @@ impl Index {
                 .join("; ")
         });
         let discovery = |p: &Policy| serde_json::to_string(&p.discovery).unwrap_or_default();
-        let rediscovery = if scanner.is_ok() && discovery(&self.rt.policy) != discovery(&policy)
-        {
+        let rediscovery = if scanner.is_ok() && discovery(&self.rt.policy) != discovery(&policy) {
             let units = all_units(repo, lib_tree, &policy)?;
             // Content is needed for every discovered file without a record at the head once
             // the library change is applied: those without one now, and those it touches.
@@ -1242,7 +1246,9 @@ impl Index {
                     reason: reason.clone(),
                     authors: ctx.authors_or_author(),
                 });
-                report.events.push(Event::PolicyInvalid { commit: c, reason });
+                report
+                    .events
+                    .push(Event::PolicyInvalid { commit: c, reason });
             }
         }
     }
