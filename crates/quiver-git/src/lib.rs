@@ -75,7 +75,7 @@ pub enum Error {
     },
     /// The branch does not exist.
     #[error(
-        "branch `{branch}` not found (looked for refs/heads/{branch} and refs/remotes/origin/{branch}); pass --branch"
+        "branch `{branch}` not found (looked for refs/heads/{branch} and refs/remotes/origin/{branch}); name the tracked branch with `--branch` (CLI) or `[repository] branch` (controller config)"
     )]
     NoBranch {
         /// Branch name.

@@ -82,10 +82,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             if !store.revoke_agent(&id, now)? {
                 bail!("no enrolled agent `{id}` (see `quiver agents list`)");
             }
-            let by = format!(
-                "cli:{}",
-                std::env::var("USER").unwrap_or_else(|_| "unknown".into())
-            );
+            let by = super::cli_actor();
             store.audit(
                 &AuditLog::new(config.audit_log()),
                 vec![(

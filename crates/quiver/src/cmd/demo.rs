@@ -578,6 +578,24 @@ fn print_summary(s: &Value, dir: &Path, cdir: &Path) {
         );
     }
     println!();
+    let story = &s["story"];
+    println!("{}", bold("What the history shows (git log --graph in the repository)"));
+    println!(
+        "  {} is high-risk: its pull request needed two approvals (Approved-by: trailers of two leads)",
+        story["high_risk"].as_str().unwrap_or("")
+    );
+    println!(
+        "  {} was renamed from {} by a pull request and kept its versions",
+        story["renamed"]["to"].as_str().unwrap_or(""),
+        story["renamed"]["from"].as_str().unwrap_or("")
+    );
+    println!(
+        "  {} got a second approved version; {} was changed by a direct push; {} was refused by the scanner",
+        story["updated"].as_str().unwrap_or(""),
+        story["drifted"].as_str().unwrap_or(""),
+        story["refused"].as_str().unwrap_or("")
+    );
+    println!();
     println!("{}", bold("Runs"));
     for r in s["runs"].as_array().cloned().unwrap_or_default() {
         println!(
@@ -618,6 +636,6 @@ fn print_summary(s: &Value, dir: &Path, cdir: &Path) {
         cdir.display()
     );
     println!("  audit log      {}", a["path"].as_str().unwrap_or(""));
-    println!("  endpoint caches {}", dir.join("endpoints").display());
+    println!("  endpoints      {}", dir.join("endpoints").display());
     println!("  API            {}", s["api"].as_str().unwrap_or(""));
 }

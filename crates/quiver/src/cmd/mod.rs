@@ -13,3 +13,9 @@ pub mod run;
 pub mod runs;
 pub mod status;
 pub mod token;
+
+/// Who ran a CLI command, for audit records: `cli:<operating-system user>`, looked up from
+/// the process's user id (not `$USER`, which may be unset or set to anything).
+pub fn cli_actor() -> String {
+    format!("cli:{}", quiver_agent::run::os_user())
+}

@@ -110,10 +110,7 @@ pub fn run_rewrite(args: RewriteArgs) -> Result<ExitCode> {
         return remote(&target, "/v1/rewrite/ack");
     }
     let by = by.unwrap_or_else(|| {
-        format!(
-            "cli:{}",
-            std::env::var("USER").unwrap_or_else(|_| "unknown".into())
-        )
+        super::cli_actor()
     });
     let controller = super::controller::open(&target.config)?;
     controller

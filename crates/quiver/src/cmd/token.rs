@@ -49,10 +49,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let config = quiver_controller::config::Config::load(&a.config)?;
     let store = quiver_controller::state::Store::open(&config.state_db())?;
     let now = OffsetDateTime::now_utc();
-    let by = format!(
-        "cli:{}",
-        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
-    );
+    let by = super::cli_actor();
     let audit = quiver_controller::audit::AuditLog::new(config.audit_log());
     let mut store = store;
     if a.enroll {
