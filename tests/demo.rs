@@ -13,7 +13,9 @@ fn example_platforms() -> BTreeMap<String, BTreeSet<String>> {
     let mut out = BTreeMap::new();
     for entry in std::fs::read_dir(&root).expect("example-library") {
         let dir = entry.expect("entry").path();
-        let Ok(text) = std::fs::read_to_string(dir.join("script.toml")) else { continue };
+        let Ok(text) = std::fs::read_to_string(dir.join("script.toml")) else {
+            continue;
+        };
         let manifest: toml::Value = toml::from_str(&text).expect("manifest parses");
         let name = manifest["name"].as_str().expect("name").to_string();
         let platforms = manifest["platforms"]
@@ -29,7 +31,8 @@ fn example_platforms() -> BTreeMap<String, BTreeSet<String>> {
 
 fn current_dir(cache: &Path) -> std::path::PathBuf {
     let pointer: Value =
-        serde_json::from_slice(&std::fs::read(cache.join("current.json")).expect("current.json")).expect("pointer json");
+        serde_json::from_slice(&std::fs::read(cache.join("current.json")).expect("current.json"))
+            .expect("pointer json");
     cache.join(pointer["dir"].as_str().expect("dir"))
 }
 
@@ -52,21 +55,37 @@ fn demo_runs_the_whole_flow() {
         assert!(summary.get(key).is_some(), "summary lacks {key}: {summary}");
     }
     let scripts = summary["scripts"].as_array().expect("scripts");
-    let state_of = |name: &str| scripts.iter().find(|s| s["name"] == name).cloned().unwrap_or(Value::Null);
+    let state_of = |name: &str| {
+        scripts
+            .iter()
+            .find(|s| s["name"] == name)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
 
     // Every endpoint synced to the same serial.
     let endpoints = summary["endpoints"].as_array().expect("endpoints");
     assert_eq!(endpoints.len(), 3);
-    let serials: BTreeSet<u64> = endpoints.iter().map(|e| e["serial"].as_u64().expect("serial")).collect();
-    assert_eq!(serials.len(), 1, "endpoints at different serials: {endpoints:?}");
+    let serials: BTreeSet<u64> = endpoints
+        .iter()
+        .map(|e| e["serial"].as_u64().expect("serial"))
+        .collect();
+    assert_eq!(
+        serials.len(),
+        1,
+        "endpoints at different serials: {endpoints:?}"
+    );
 
     // Each endpoint holds exactly the example scripts for its platform, as the summary says
     // and as its cache on disk holds them.
     let platforms = example_platforms();
     for e in endpoints {
         let platform = e["platform"].as_str().expect("platform");
-        let expected: BTreeSet<String> =
-            platforms.iter().filter(|(_, p)| p.contains(platform)).map(|(n, _)| n.clone()).collect();
+        let expected: BTreeSet<String> = platforms
+            .iter()
+            .filter(|(_, p)| p.contains(platform))
+            .map(|(n, _)| n.clone())
+            .collect();
         let listed: BTreeSet<String> = e["scripts"]
             .as_array()
             .expect("scripts")
@@ -74,7 +93,9 @@ fn demo_runs_the_whole_flow() {
             .map(|s| s["name"].as_str().expect("name").to_string())
             .collect();
         assert_eq!(listed, expected, "{} lists the wrong scripts", e["name"]);
-        let cache = dir.join("endpoints").join(e["name"].as_str().expect("name"));
+        let cache = dir
+            .join("endpoints")
+            .join(e["name"].as_str().expect("name"));
         let on_disk: BTreeSet<String> = std::fs::read_dir(current_dir(&cache))
             .expect("snapshot dir")
             .map(|d| d.expect("entry").file_name().to_string_lossy().into_owned())
@@ -84,30 +105,78 @@ fn demo_runs_the_whole_flow() {
     }
 
     // The drifted script stays at its approved version everywhere, byte for byte.
-    let drifted = summary["story"]["drifted"].as_str().expect("drifted script");
+    let drifted = summary["story"]["drifted"]
+        .as_str()
+        .expect("drifted script");
     assert_eq!(state_of(drifted)["state"], "drifted");
-    let approved = state_of(drifted)["version"].as_u64().expect("drifted script keeps a version");
+    let approved = state_of(drifted)["version"]
+        .as_u64()
+        .expect("drifted script keeps a version");
     let approved_bytes = std::fs::read(
-        quiver_tests::workspace_root().join("example-library").join(drifted).join(format!("{drifted}.sh")),
+        quiver_tests::workspace_root()
+            .join("example-library")
+            .join(drifted)
+            .join(format!("{drifted}.sh")),
     )
     .expect("approved bytes");
-    let head_bytes = std::fs::read(dir.join("repo/library").join(drifted).join(format!("{drifted}.sh"))).expect("head");
-    assert_ne!(approved_bytes, head_bytes, "the direct push changed the file at head");
+    let head_bytes = std::fs::read(
+        dir.join("repo/library")
+            .join(drifted)
+            .join(format!("{drifted}.sh")),
+    )
+    .expect("head");
+    assert_ne!(
+        approved_bytes, head_bytes,
+        "the direct push changed the file at head"
+    );
     for e in endpoints {
-        let v = e["scripts"].as_array().expect("scripts").iter().find(|s| s["name"] == drifted).map(|s| s["version"].clone());
-        assert_eq!(v, Some(Value::from(approved)), "{} has another version of {drifted}", e["name"]);
+        let v = e["scripts"]
+            .as_array()
+            .expect("scripts")
+            .iter()
+            .find(|s| s["name"] == drifted)
+            .map(|s| s["version"].clone());
+        assert_eq!(
+            v,
+            Some(Value::from(approved)),
+            "{} has another version of {drifted}",
+            e["name"]
+        );
     }
     let linux_cache = dir.join("endpoints/linux-01");
-    let cached = std::fs::read(current_dir(&linux_cache).join(drifted).join(format!("{drifted}.sh"))).expect("cached");
-    assert_eq!(cached, approved_bytes, "the cache holds the approved bytes, not the pushed ones");
+    let cached = std::fs::read(
+        current_dir(&linux_cache)
+            .join(drifted)
+            .join(format!("{drifted}.sh")),
+    )
+    .expect("cached");
+    assert_eq!(
+        cached, approved_bytes,
+        "the cache holds the approved bytes, not the pushed ones"
+    );
 
     // The refused new script is on no endpoint.
-    let refused = summary["story"]["refused"].as_str().expect("refused script");
+    let refused = summary["story"]["refused"]
+        .as_str()
+        .expect("refused script");
     assert_eq!(state_of(refused)["state"], "refused");
-    assert!(state_of(refused)["reason"].as_str().unwrap_or("").contains("download-exec.shell"));
+    assert!(
+        state_of(refused)["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("download-exec.shell")
+    );
     for e in endpoints {
-        assert!(!e["scripts"].as_array().expect("scripts").iter().any(|s| s["name"] == refused));
-        let cache = dir.join("endpoints").join(e["name"].as_str().expect("name"));
+        assert!(
+            !e["scripts"]
+                .as_array()
+                .expect("scripts")
+                .iter()
+                .any(|s| s["name"] == refused)
+        );
+        let cache = dir
+            .join("endpoints")
+            .join(e["name"].as_str().expect("name"));
         assert!(!current_dir(&cache).join(refused).exists());
     }
 
@@ -115,7 +184,12 @@ fn demo_runs_the_whole_flow() {
     let runs = summary["runs"].as_array().expect("runs");
     assert_eq!(runs[0]["status"], "succeeded", "{runs:?}");
     assert_eq!(runs[0]["exit_code"], 0);
-    assert!(!runs[0]["output_head"].as_array().expect("output").is_empty());
+    assert!(
+        !runs[0]["output_head"]
+            .as_array()
+            .expect("output")
+            .is_empty()
+    );
     assert_eq!(runs[1]["status"], "refused", "{runs:?}");
 
     // The audit log verifies, and `quiver audit verify` agrees.
@@ -126,7 +200,11 @@ fn demo_runs_the_whole_flow() {
         .arg(summary["audit"]["path"].as_str().expect("path"))
         .output()
         .expect("audit verify");
-    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
 
     // A second demo into the same folder replaces the first; a foreign folder is refused.
     let foreign = tmp.path().join("mine");
@@ -140,5 +218,8 @@ fn demo_runs_the_whole_flow() {
         .expect("run demo");
     assert!(!refused_dir.status.success());
     assert!(String::from_utf8_lossy(&refused_dir.stderr).contains("not an earlier demo"));
-    assert_eq!(std::fs::read_to_string(foreign.join("notes.txt")).expect("kept"), "keep me");
+    assert_eq!(
+        std::fs::read_to_string(foreign.join("notes.txt")).expect("kept"),
+        "keep me"
+    );
 }

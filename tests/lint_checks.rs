@@ -532,3 +532,40 @@ fn example_library_is_clean_and_its_windows_and_macos_scripts_parse() {
     assert!(last.starts_with("linted "), "{stdout}");
     assert_eq!(out.status.code(), Some(0), "{stdout}");
 }
+
+#[test]
+fn no_syntax_skips_parsing_and_says_so() {
+    let repo = Repo::new();
+    repo.script(
+        "broken",
+        "windows",
+        "powershell",
+        "run.ps1",
+        "function Get-Stuff {\n    Get-Process\n\nGet-Stuff\n",
+    )
+    .script(
+        "ticks",
+        "windows",
+        "powershell",
+        "run.ps1",
+        "i`e`x 'Get-Date'\n",
+    )
+    .script("stage", "windows", "powershell", "stage.ps1", DOWNLOAD_EXEC);
+    let full = repo.lint(&[]);
+    full.assert_finding("syntax.powershell", "library/broken/run.ps1:1");
+    full.assert_finding("obfuscation.dynamic-invoke", "library/ticks/run.ps1:1");
+    let quick = repo.lint(&["--no-syntax"]);
+    // The parse and the command rules are skipped; regex rules and the rest still run.
+    quick.assert_no("syntax.powershell");
+    quick.assert_no_under("obfuscation.dynamic-invoke", "library/ticks/");
+    quick.assert_finding("download-exec.powershell", "library/stage/stage.ps1:3");
+    quick.assert_code(1);
+    let last = quick.stdout.lines().last().unwrap_or_default();
+    assert!(last.starts_with("linted 3 scripts, "), "{last}");
+    assert!(last.ends_with("; syntax not checked"), "{last}");
+    let last = full.stdout.lines().last().unwrap_or_default();
+    assert!(!last.contains("syntax not checked"), "{last}");
+    let run = repo.lint(&["--no-syntax", "--format", "json"]);
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(report["syntax_checked"], false);
+}

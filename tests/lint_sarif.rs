@@ -230,3 +230,33 @@ fn example_library_sarif_is_valid_and_repository_relative() {
         assert!(rules.iter().any(|r| r["id"] == id), "rule {id} described");
     }
 }
+
+#[test]
+fn no_syntax_is_noted_in_valid_sarif() {
+    let repo = Repo::new();
+    repo.script(
+        "broken",
+        "windows",
+        "powershell",
+        "run.ps1",
+        "if ($true) {\n    Get-Date\n",
+    );
+    let run = repo.lint(&["--format", "sarif", "--no-syntax"]);
+    let sarif: Value = serde_json::from_str(&run.stdout).expect("sarif json");
+    schema_check(&sarif);
+    github_check(&sarif);
+    let invocation = &sarif["runs"][0]["invocations"][0];
+    let note = invocation["toolExecutionNotifications"][0]["message"]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(note.contains("syntax not checked"), "{invocation}");
+    assert!(sarif["runs"][0]["results"].as_array().unwrap().is_empty());
+    // Without the flag there is no such note, and the parse error is a result.
+    let run = repo.lint(&["--format", "sarif"]);
+    let sarif: Value = serde_json::from_str(&run.stdout).expect("sarif json");
+    assert!(sarif["runs"][0]["invocations"][0]["toolExecutionNotifications"].is_null());
+    assert_eq!(
+        sarif["runs"][0]["results"][0]["ruleId"],
+        "syntax.powershell"
+    );
+}

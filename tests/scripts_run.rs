@@ -32,7 +32,8 @@ use std::time::{Duration, Instant};
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A public ed25519 key (32 bytes 0x01..0x20) and the fingerprint `ssh-keygen -l` prints.
-const FIXTURE_KEY_BLOB: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8g";
+const FIXTURE_KEY_BLOB: &str =
+    "AAAAC3NzaC1lZDI1NTE5AAAAIAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8g";
 const FIXTURE_KEY_FINGERPRINT: &str = "SHA256:mKqU+0K8OhKmA8bBQi9Rz0Q5l7/g160hIP+rJYSTNj4";
 
 fn library_dir() -> PathBuf {
@@ -81,12 +82,29 @@ const TOP_LEVEL: &[&str] = &[
     "parameter",
 ];
 const PLATFORMS: &[&str] = &["windows", "linux", "macos"];
-const INTERPRETERS: &[&str] = &["powershell", "pwsh", "bash", "sh", "zsh", "python3", "executable"];
-const PARAM_FIELDS: &[&str] = &["name", "type", "required", "default", "description", "values"];
+const INTERPRETERS: &[&str] = &[
+    "powershell",
+    "pwsh",
+    "bash",
+    "sh",
+    "zsh",
+    "python3",
+    "executable",
+];
+const PARAM_FIELDS: &[&str] = &[
+    "name",
+    "type",
+    "required",
+    "default",
+    "description",
+    "values",
+];
 const PARAM_TYPES: &[&str] = &["string", "int", "bool", "enum", "path"];
 
 fn is_script_name(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
 fn is_param_name(s: &str) -> bool {
@@ -103,8 +121,10 @@ fn is_duration(s: &str) -> bool {
             let digits = p.chars().take_while(|c| c.is_ascii_digit()).count();
             let unit = &p[digits..];
             digits > 0
-                && ["s", "sec", "secs", "m", "min", "mins", "h", "hr", "hrs", "hour", "hours"]
-                    .contains(&unit)
+                && [
+                    "s", "sec", "secs", "m", "min", "mins", "h", "hr", "hrs", "hour", "hours",
+                ]
+                .contains(&unit)
         })
 }
 
@@ -150,9 +170,13 @@ fn load_manifest(dir: &Path) -> Result<Script, Vec<String>> {
             errs.push(format!("unknown field `{k}`"));
         }
     }
-    let name = str_field(t, "name", &mut errs).unwrap_or_default().to_string();
+    let name = str_field(t, "name", &mut errs)
+        .unwrap_or_default()
+        .to_string();
     if !is_script_name(&name) {
-        errs.push(format!("name `{name}` has characters outside letters, digits, - _ ."));
+        errs.push(format!(
+            "name `{name}` has characters outside letters, digits, - _ ."
+        ));
     }
     if name != folder {
         errs.push(format!("name `{name}` differs from the folder `{folder}`"));
@@ -176,7 +200,8 @@ fn load_manifest(dir: &Path) -> Result<Script, Vec<String>> {
     }
     match t.get("tags") {
         None => {}
-        Some(toml::Value::Array(a)) if a.iter().all(|v| v.as_str().is_some_and(|s| !s.is_empty())) => {}
+        Some(toml::Value::Array(a))
+            if a.iter().all(|v| v.as_str().is_some_and(|s| !s.is_empty())) => {}
         Some(_) => errs.push("tags must be an array of non-empty strings".into()),
     }
     match t.get("timeout") {
@@ -184,10 +209,10 @@ fn load_manifest(dir: &Path) -> Result<Script, Vec<String>> {
         Some(toml::Value::String(s)) if is_duration(s) => {}
         Some(v) => errs.push(format!("timeout {v} is not a duration like \"5m\"")),
     }
-    if let Some(v) = t.get("output_limit") {
-        if !is_size(v) {
-            errs.push(format!("output_limit {v} is not a size like \"16 MiB\""));
-        }
+    if let Some(v) = t.get("output_limit")
+        && !is_size(v)
+    {
+        errs.push(format!("output_limit {v} is not a size like \"16 MiB\""));
     }
 
     // platforms == entry keys, each entry a file next to the manifest
@@ -220,24 +245,39 @@ fn load_manifest(dir: &Path) -> Result<Script, Vec<String>> {
                         errs.push(format!("entry.{platform}: unknown field `{k}`"));
                     }
                 }
-                let file = entry.get("file").and_then(|v| v.as_str()).unwrap_or_default();
-                let interpreter = entry.get("interpreter").and_then(|v| v.as_str()).unwrap_or_default();
+                let file = entry
+                    .get("file")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default();
+                let interpreter = entry
+                    .get("interpreter")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default();
                 if file.is_empty() || file.contains("..") || file.starts_with('/') {
-                    errs.push(format!("entry.{platform}: file `{file}` must be a plain relative name"));
+                    errs.push(format!(
+                        "entry.{platform}: file `{file}` must be a plain relative name"
+                    ));
                 } else if !dir.join(file).is_file() {
                     errs.push(format!("entry.{platform}: file `{file}` does not exist"));
                 }
                 if !INTERPRETERS.contains(&interpreter) {
-                    errs.push(format!("entry.{platform}: unknown interpreter `{interpreter}`"));
+                    errs.push(format!(
+                        "entry.{platform}: unknown interpreter `{interpreter}`"
+                    ));
                 }
-                entries.insert(platform.clone(), (file.to_string(), interpreter.to_string()));
+                entries.insert(
+                    platform.clone(),
+                    (file.to_string(), interpreter.to_string()),
+                );
             }
         }
         _ => errs.push("[entry.*] tables are missing".into()),
     }
     let entry_keys: BTreeSet<String> = entries.keys().cloned().collect();
     if entry_keys != platforms {
-        errs.push(format!("platforms {platforms:?} differ from the entry keys {entry_keys:?}"));
+        errs.push(format!(
+            "platforms {platforms:?} differ from the entry keys {entry_keys:?}"
+        ));
     }
 
     let mut params = Vec::new();
@@ -256,14 +296,18 @@ fn load_manifest(dir: &Path) -> Result<Script, Vec<String>> {
                         perrs.push(format!("unknown field `{k}`"));
                     }
                 }
-                let pname = str_field(p, "name", &mut perrs).unwrap_or_default().to_string();
+                let pname = str_field(p, "name", &mut perrs)
+                    .unwrap_or_default()
+                    .to_string();
                 if !is_param_name(&pname) {
                     perrs.push("name must match [A-Za-z][A-Za-z0-9_]*".into());
                 }
                 if !seen.insert(pname.clone()) {
                     perrs.push("declared twice".into());
                 }
-                let ptype = str_field(p, "type", &mut perrs).unwrap_or_default().to_string();
+                let ptype = str_field(p, "type", &mut perrs)
+                    .unwrap_or_default()
+                    .to_string();
                 if !PARAM_TYPES.contains(&ptype.as_str()) {
                     perrs.push(format!("unknown type `{ptype}`"));
                 }
@@ -278,14 +322,20 @@ fn load_manifest(dir: &Path) -> Result<Script, Vec<String>> {
                 };
                 let values: Option<Vec<String>> = match p.get("values") {
                     None => None,
-                    Some(toml::Value::Array(a)) => Some(a.iter().filter_map(|v| v.as_str().map(String::from)).collect()),
+                    Some(toml::Value::Array(a)) => Some(
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(String::from))
+                            .collect(),
+                    ),
                     Some(_) => {
                         perrs.push("values must be an array of strings".into());
                         None
                     }
                 };
                 if (ptype == "enum") != values.is_some() {
-                    perrs.push("values is required for, and only allowed with, type = \"enum\"".into());
+                    perrs.push(
+                        "values is required for, and only allowed with, type = \"enum\"".into(),
+                    );
                 }
                 let default = match p.get("default") {
                     None => None,
@@ -306,15 +356,29 @@ fn load_manifest(dir: &Path) -> Result<Script, Vec<String>> {
                         None
                     }
                 };
-                errs.extend(perrs.into_iter().map(|e| format!("parameter `{pname}`: {e}")));
-                params.push(Param { name: pname, default, required });
+                errs.extend(
+                    perrs
+                        .into_iter()
+                        .map(|e| format!("parameter `{pname}`: {e}")),
+                );
+                params.push(Param {
+                    name: pname,
+                    default,
+                    required,
+                });
             }
         }
         Some(_) => errs.push("parameter must be an array of tables ([[parameter]])".into()),
     }
 
     if errs.is_empty() {
-        Ok(Script { dir: dir.to_path_buf(), name, format, entries, params })
+        Ok(Script {
+            dir: dir.to_path_buf(),
+            name,
+            format,
+            entries,
+            params,
+        })
     } else {
         Err(errs)
     }
@@ -344,7 +408,11 @@ fn all_scripts() -> Vec<Script> {
             }
         }
     }
-    assert!(problems.is_empty(), "manifest problems:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "manifest problems:\n{}",
+        problems.join("\n")
+    );
     scripts
 }
 
@@ -369,7 +437,10 @@ fn parse_csv(text: &str) -> Result<Vec<Vec<String>>, String> {
                 } else {
                     in_quotes = false;
                     if !matches!(chars.peek(), None | Some(',') | Some('\n') | Some('\r')) {
-                        return Err(format!("record {}: text after a closing quote", records.len() + 1));
+                        return Err(format!(
+                            "record {}: text after a closing quote",
+                            records.len() + 1
+                        ));
                     }
                 }
             } else {
@@ -382,7 +453,12 @@ fn parse_csv(text: &str) -> Result<Vec<Vec<String>>, String> {
                 in_quotes = true;
                 at_field_start = false;
             }
-            '"' => return Err(format!("record {}: stray quote inside an unquoted field", records.len() + 1)),
+            '"' => {
+                return Err(format!(
+                    "record {}: stray quote inside an unquoted field",
+                    records.len() + 1
+                ));
+            }
             ',' => {
                 record.push(std::mem::take(&mut field));
                 at_field_start = true;
@@ -411,7 +487,11 @@ fn parse_csv(text: &str) -> Result<Vec<Vec<String>>, String> {
 
 /// Checks the output; returns the data rows (CSV) or objects (JSON lines) as strings for
 /// content checks, or a description of what is wrong.
-fn check_output(format: Format, stdout: &str, require_rows: bool) -> Result<(Vec<String>, Vec<Vec<String>>), String> {
+fn check_output(
+    format: Format,
+    stdout: &str,
+    require_rows: bool,
+) -> Result<(Vec<String>, Vec<Vec<String>>), String> {
     match format {
         Format::Csv => {
             let records = parse_csv(stdout)?;
@@ -446,8 +526,8 @@ fn check_output(format: Format, stdout: &str, require_rows: bool) -> Result<(Vec
                 if line.trim().is_empty() {
                     continue;
                 }
-                let v: serde_json::Value =
-                    serde_json::from_str(line).map_err(|e| format!("line {} is not JSON ({e}): {line}", i + 1))?;
+                let v: serde_json::Value = serde_json::from_str(line)
+                    .map_err(|e| format!("line {} is not JSON ({e}): {line}", i + 1))?;
                 if !v.is_object() {
                     return Err(format!("line {} is JSON but not an object: {line}", i + 1));
                 }
@@ -474,14 +554,27 @@ struct RunOutput {
 
 /// Runs `interpreter file args...` in `cwd` with a hard timeout; stdout and stderr are
 /// drained on threads so a chatty script cannot block on a full pipe.
-fn run(interpreter: &str, file: &Path, args: &[String], cwd: &Path, env: &[(&str, &Path)]) -> Result<RunOutput, String> {
+fn run(
+    interpreter: &str,
+    file: &Path,
+    args: &[String],
+    cwd: &Path,
+    env: &[(&str, &Path)],
+) -> Result<RunOutput, String> {
     let mut cmd = Command::new(interpreter);
-    cmd.arg(file).args(args).current_dir(cwd).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.arg(file)
+        .args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     for (k, v) in env {
         cmd.env(k, v);
     }
     let start = Instant::now();
-    let mut child = cmd.spawn().map_err(|e| format!("cannot start {interpreter}: {e}"))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start {interpreter}: {e}"))?;
     let mut out = child.stdout.take().unwrap();
     let mut err = child.stderr.take().unwrap();
     let out_reader = thread::spawn(move || {
@@ -534,9 +627,16 @@ fn write(path: &Path, content: &str) {
 fn fixtures() -> Fixtures {
     let root = tempfile::tempdir().expect("temp dir");
     let home = root.path().join("home");
-    write(&home.join(".bash_history"), "#1700000000\necho fixture-history-marker\nls -la /tmp\n");
-    write(&home.join(".zsh_history"), ": 1700000001:0;echo zsh-fixture\n");
-    let ext = home.join(".config/google-chrome/Default/Extensions/abcdefghijklmnopabcdefghijklmnop/1.2.3_0");
+    write(
+        &home.join(".bash_history"),
+        "#1700000000\necho fixture-history-marker\nls -la /tmp\n",
+    );
+    write(
+        &home.join(".zsh_history"),
+        ": 1700000001:0;echo zsh-fixture\n",
+    );
+    let ext = home
+        .join(".config/google-chrome/Default/Extensions/abcdefghijklmnopabcdefghijklmnop/1.2.3_0");
     write(
         &ext.join("manifest.json"),
         r#"{
@@ -577,7 +677,12 @@ fn fixtures() -> Fixtures {
         use std::os::unix::fs::PermissionsExt;
         fs::set_permissions(tmp.join("dropper.sh"), fs::Permissions::from_mode(0o755)).unwrap();
     }
-    Fixtures { _root: root, home, timeline, tmp }
+    Fixtures {
+        _root: root,
+        home,
+        timeline,
+        tmp,
+    }
 }
 
 /// Parameter values the test supplies instead of (or in the absence of) defaults.
@@ -593,14 +698,25 @@ fn fixture_value(script: &str, param: &str, fx: &Fixtures) -> Option<String> {
 /// What each fixture-backed run must find in its output.
 fn expected_content(script: &str, fx: &Fixtures) -> Vec<String> {
     match script {
-        "file-timeline" => vec!["b,comma.txt".into(), "c.bin".into(), fx.timeline.display().to_string()],
-        "shell-history" => vec!["echo fixture-history-marker".into(), "2023-11-14T22:13:20Z".into(), "zsh-fixture".into()],
+        "file-timeline" => vec![
+            "b,comma.txt".into(),
+            "c.bin".into(),
+            fx.timeline.display().to_string(),
+        ],
+        "shell-history" => vec![
+            "echo fixture-history-marker".into(),
+            "2023-11-14T22:13:20Z".into(),
+            "zsh-fixture".into(),
+        ],
         "browser-extensions" => vec![
             "Fixture Extension, \"quoted\"".into(),
             "abcdefghijklmnopabcdefghijklmnop".into(),
             "Fixture Fox".into(),
         ],
-        "ssh-authorized-keys" => vec![FIXTURE_KEY_FINGERPRINT.into(), "command=\"echo hi there\",no-pty".into()],
+        "ssh-authorized-keys" => vec![
+            FIXTURE_KEY_FINGERPRINT.into(),
+            "command=\"echo hi there\",no-pty".into(),
+        ],
         "temp-executables" => vec![fx.tmp.join("dropper.sh").display().to_string()],
         _ => Vec::new(),
     }
@@ -611,13 +727,20 @@ fn expected_content(script: &str, fx: &Fixtures) -> Vec<String> {
 fn build_args(script: &Script, fx: Option<&Fixtures>) -> Result<Vec<String>, String> {
     let mut args = Vec::new();
     for p in &script.params {
-        let value = fx.and_then(|fx| fixture_value(&script.name, &p.name, fx)).or_else(|| p.default.clone());
+        let value = fx
+            .and_then(|fx| fixture_value(&script.name, &p.name, fx))
+            .or_else(|| p.default.clone());
         match value {
             Some(v) => {
                 args.push(format!("--{}", p.name));
                 args.push(v);
             }
-            None if p.required => return Err(format!("no fixture value for required parameter `{}`", p.name)),
+            None if p.required => {
+                return Err(format!(
+                    "no fixture value for required parameter `{}`",
+                    p.name
+                ));
+            }
             None => {}
         }
     }
@@ -629,7 +752,11 @@ fn check_run(script: &Script, fx: &Fixtures, with_fixtures: bool) -> Result<(), 
     let path = script.dir.join(file);
     let args = build_args(script, with_fixtures.then_some(fx))?;
     let cwd = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let env: Vec<(&str, &Path)> = if script.name == "temp-executables" { vec![("TMPDIR", fx.tmp.as_path())] } else { vec![] };
+    let env: Vec<(&str, &Path)> = if script.name == "temp-executables" {
+        vec![("TMPDIR", fx.tmp.as_path())]
+    } else {
+        vec![]
+    };
     let out = run(interpreter, &path, &args, cwd.path(), &env)?;
     let ctx = |msg: String| {
         format!(
@@ -652,7 +779,9 @@ fn check_run(script: &Script, fx: &Fixtures, with_fixtures: bool) -> Result<(), 
     if script.name == "file-timeline" {
         for col in ["path", "size", "mtime", "ctime", "atime", "mode", "owner"] {
             if !header.iter().any(|h| h == col) {
-                return Err(ctx(format!("file-timeline header lacks `{col}`: {header:?}")));
+                return Err(ctx(format!(
+                    "file-timeline header lacks `{col}`: {header:?}"
+                )));
             }
         }
     }
@@ -667,13 +796,19 @@ fn check_run(script: &Script, fx: &Fixtures, with_fixtures: bool) -> Result<(), 
         }
         for s in ["host", "process"] {
             if !sections.contains(s) {
-                return Err(ctx(format!("triage-bundle has no `{s}` section (got {sections:?})")));
+                return Err(ctx(format!(
+                    "triage-bundle has no `{s}` section (got {sections:?})"
+                )));
             }
         }
     }
     if with_fixtures {
         let haystack: String = match script.format {
-            Format::Csv => rows.iter().map(|r| r.join("\u{1f}")).collect::<Vec<_>>().join("\n"),
+            Format::Csv => rows
+                .iter()
+                .map(|r| r.join("\u{1f}"))
+                .collect::<Vec<_>>()
+                .join("\n"),
             Format::JsonLines => rows
                 .iter()
                 .filter_map(|r| serde_json::from_str::<serde_json::Value>(&r[0]).ok())
@@ -683,13 +818,19 @@ fn check_run(script: &Script, fx: &Fixtures, with_fixtures: bool) -> Result<(), 
         };
         for needle in expected_content(&script.name, fx) {
             if !haystack.contains(&needle) {
-                return Err(ctx(format!("output does not contain the fixture data `{needle}`")));
+                return Err(ctx(format!(
+                    "output does not contain the fixture data `{needle}`"
+                )));
             }
         }
     }
-    let leftovers: Vec<_> = fs::read_dir(cwd.path()).map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect()).unwrap_or_default();
+    let leftovers: Vec<_> = fs::read_dir(cwd.path())
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
     if !leftovers.is_empty() {
-        return Err(ctx(format!("the script wrote into its working directory: {leftovers:?}")));
+        return Err(ctx(format!(
+            "the script wrote into its working directory: {leftovers:?}"
+        )));
     }
     Ok(())
 }
@@ -711,8 +852,13 @@ fn check_bad_parameter(script: &Script) -> Result<(), String> {
     let args = vec!["--no_such_parameter".to_string(), "1".to_string()];
     let out = run(interpreter, &script.dir.join(file), &args, cwd.path(), &[])?;
     match out.status {
-        Some(0) => Err(format!("an unknown parameter was accepted (exit 0); stdout: {}", out.stdout.trim())),
-        Some(_) if out.stderr.trim().is_empty() => Err("an unknown parameter was refused without a message on stderr".into()),
+        Some(0) => Err(format!(
+            "an unknown parameter was accepted (exit 0); stdout: {}",
+            out.stdout.trim()
+        )),
+        Some(_) if out.stderr.trim().is_empty() => {
+            Err("an unknown parameter was refused without a message on stderr".into())
+        }
         Some(_) => Ok(()),
         None => Err("killed by a signal on an unknown parameter".into()),
     }
@@ -725,7 +871,11 @@ fn check_bad_parameter(script: &Script) -> Result<(), String> {
 #[test]
 fn every_manifest_has_the_documented_shape() {
     let scripts = all_scripts();
-    assert!(scripts.len() >= 13, "the example library should hold at least 13 scripts, found {}", scripts.len());
+    assert!(
+        scripts.len() >= 13,
+        "the example library should hold at least 13 scripts, found {}",
+        scripts.len()
+    );
     for required in [
         "process-list",
         "network-connections",
@@ -738,21 +888,37 @@ fn every_manifest_has_the_documented_shape() {
         "file-timeline",
         "triage-bundle",
     ] {
-        assert!(scripts.iter().any(|s| s.name == required), "the example library lacks `{required}`");
+        assert!(
+            scripts.iter().any(|s| s.name == required),
+            "the example library lacks `{required}`"
+        );
     }
     let timeline = scripts.iter().find(|s| s.name == "file-timeline").unwrap();
-    let shape: Vec<(&str, Option<&str>, bool)> =
-        timeline.params.iter().map(|p| (p.name.as_str(), p.default.as_deref(), p.required)).collect();
+    let shape: Vec<(&str, Option<&str>, bool)> = timeline
+        .params
+        .iter()
+        .map(|p| (p.name.as_str(), p.default.as_deref(), p.required))
+        .collect();
     assert_eq!(
         shape,
-        vec![("path", None, true), ("max_depth", Some("3"), false), ("hash", Some("false"), false)],
+        vec![
+            ("path", None, true),
+            ("max_depth", Some("3"), false),
+            ("hash", Some("false"), false)
+        ],
         "file-timeline parameters"
     );
 }
 
 #[test]
 fn every_entry_file_passes_basic_hygiene() {
-    let have = |tool: &str| Command::new(tool).arg("-c").arg("exit 0").status().is_ok_and(|s| s.success());
+    let have = |tool: &str| {
+        Command::new(tool)
+            .arg("-c")
+            .arg("exit 0")
+            .status()
+            .is_ok_and(|s| s.success())
+    };
     let (have_bash, have_zsh) = (have("bash"), have("zsh"));
     if !have_zsh {
         eprintln!("zsh is not installed: macOS entries are not syntax-checked");
@@ -766,12 +932,18 @@ fn every_entry_file_passes_basic_hygiene() {
             let at = format!("{}/{file} ({platform})", script.name);
             match interpreter.as_str() {
                 "bash" | "sh" | "zsh" => {
-                    let expected = if interpreter == "zsh" { "#!/bin/zsh\n" } else { "#!/usr/bin/env bash\n" };
+                    let expected = if interpreter == "zsh" {
+                        "#!/bin/zsh\n"
+                    } else {
+                        "#!/usr/bin/env bash\n"
+                    };
                     if interpreter != "sh" && !text.starts_with(expected) {
                         problems.push(format!("{at}: must start with `{}`", expected.trim()));
                     }
                     if bytes.contains(&b'\r') {
-                        problems.push(format!("{at}: CR found; shell scripts need LF line endings"));
+                        problems.push(format!(
+                            "{at}: CR found; shell scripts need LF line endings"
+                        ));
                     }
                     if !text.lines().any(|l| l.trim() == "set -u") {
                         problems.push(format!("{at}: no `set -u`"));
@@ -779,23 +951,39 @@ fn every_entry_file_passes_basic_hygiene() {
                     if text.lines().any(|l| l.trim_start().starts_with("set -e")) {
                         problems.push(format!("{at}: `set -e` aborts on the first missing source"));
                     }
-                    if text.lines().any(|l| !l.trim_start().starts_with('#') && l.contains("eval ")) {
+                    if text
+                        .lines()
+                        .any(|l| !l.trim_start().starts_with('#') && l.contains("eval "))
+                    {
                         problems.push(format!("{at}: eval is not allowed in a collector"));
                     }
-                    let checker = if interpreter == "zsh" { have_zsh.then_some("zsh") } else { have_bash.then_some("bash") };
+                    let checker = if interpreter == "zsh" {
+                        have_zsh.then_some("zsh")
+                    } else {
+                        have_bash.then_some("bash")
+                    };
                     if let Some(checker) = checker {
                         let out = Command::new(checker).arg("-n").arg(&path).output().unwrap();
                         if !out.status.success() {
-                            problems.push(format!("{at}: `{checker} -n` failed: {}", String::from_utf8_lossy(&out.stderr)));
+                            problems.push(format!(
+                                "{at}: `{checker} -n` failed: {}",
+                                String::from_utf8_lossy(&out.stderr)
+                            ));
                         }
                     }
                 }
                 "powershell" | "pwsh" => {
                     let has_bom = bytes.starts_with(&[0xEF, 0xBB, 0xBF]);
                     if !has_bom && !bytes.is_ascii() {
-                        problems.push(format!("{at}: non-ASCII bytes without a UTF-8 BOM break Windows PowerShell 5.1"));
+                        problems.push(format!(
+                            "{at}: non-ASCII bytes without a UTF-8 BOM break Windows PowerShell 5.1"
+                        ));
                     }
-                    for needle in ["[CmdletBinding()]", "Set-StrictMode -Version 2", "$ErrorActionPreference = 'Continue'"] {
+                    for needle in [
+                        "[CmdletBinding()]",
+                        "Set-StrictMode -Version 2",
+                        "$ErrorActionPreference = 'Continue'",
+                    ] {
                         if !text.contains(needle) {
                             problems.push(format!("{at}: missing `{needle}`"));
                         }
@@ -818,12 +1006,19 @@ fn every_entry_file_passes_basic_hygiene() {
             }
         }
     }
-    assert!(problems.is_empty(), "entry file problems:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "entry file problems:\n{}",
+        problems.join("\n")
+    );
 }
 
 #[test]
 fn every_linux_script_runs_and_prints_well_formed_output() {
-    let scripts: Vec<Script> = all_scripts().into_iter().filter(|s| s.entries.contains_key("linux")).collect();
+    let scripts: Vec<Script> = all_scripts()
+        .into_iter()
+        .filter(|s| s.entries.contains_key("linux"))
+        .collect();
     assert!(!scripts.is_empty(), "no script has a linux entry");
     let fx = fixtures();
     let fx = &fx;
@@ -837,10 +1032,10 @@ fn every_linux_script_runs_and_prints_well_formed_output() {
                         failures.push(format!("{} (defaults + fixtures): {e}", script.name));
                     }
                     // Scripts with a user_home fixture also run over the real accounts.
-                    if script.params.iter().any(|p| p.name == "user_home") {
-                        if let Err(e) = check_run(script, fx, false) {
-                            failures.push(format!("{} (defaults only): {e}", script.name));
-                        }
+                    if script.params.iter().any(|p| p.name == "user_home")
+                        && let Err(e) = check_run(script, fx, false)
+                    {
+                        failures.push(format!("{} (defaults only): {e}", script.name));
                     }
                     if let Err(e) = check_bad_parameter(script) {
                         failures.push(format!("{} (unknown parameter): {e}", script.name));
@@ -849,9 +1044,17 @@ fn every_linux_script_runs_and_prints_well_formed_output() {
                 })
             })
             .collect();
-        handles.into_iter().flat_map(|h| h.join().expect("script check thread panicked")).collect()
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("script check thread panicked"))
+            .collect()
     });
-    assert!(failures.is_empty(), "{} problem(s):\n\n{}", failures.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} problem(s):\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
 }
 
 #[test]

@@ -44,7 +44,7 @@ done
 case "$ROOT" in -*) ROOT="./$ROOT" ;; esac
 [ -e "$ROOT" ] || usage_error "--path does not exist: $ROOT"
 case "$MAX_DEPTH" in ''|*[!0-9]*) usage_error "--max_depth must be a non-negative integer, got: $MAX_DEPTH" ;; esac
-MAX_DEPTH=$((10#$MAX_DEPTH))
+MAX_DEPTH=$((10#${MAX_DEPTH}))
 case "$HASH" in true|false) ;; *) usage_error "--hash must be true or false, got: $HASH" ;; esac
 
 csv_row() {

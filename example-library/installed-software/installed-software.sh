@@ -56,7 +56,8 @@ if command -v dpkg-query >/dev/null 2>&1; then
         done < <(find /var/lib/dpkg/info -maxdepth 1 -name '*.list' -printf '%T@ %f\n' 2>/dev/null)
     fi
     while IFS=$'\t' read -r name version arch status vendor; do
-        t="${DPKG_TIME[$name:$arch]:-${DPKG_TIME[$name]:-}}"
+        key="$name:$arch"
+        t="${DPKG_TIME[$key]:-${DPKG_TIME[$name]:-}}"
         iso "$t"
         status="${status%"${status##*[![:space:]]}"}"
         csv_row dpkg "$name" "$version" "$arch" "$vendor" "$REPLY" "$status" ""

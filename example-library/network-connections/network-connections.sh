@@ -118,7 +118,7 @@ if find /proc/self/fd -maxdepth 0 -printf '' >/dev/null 2>&1; then
     # GNU find: one process instead of one readlink per descriptor.
     while read -r fddir target; do
         pid="${fddir#/proc/}"; pid="${pid%/fd}"
-        inode="${target#socket:[}"; inode="${inode%]}"
+        inode="${target#"socket:["}"; inode="${inode%"]"}"
         add_owner "$inode" "$pid"
     done < <(find /proc/[0-9]*/fd -mindepth 1 -maxdepth 1 -lname 'socket:*' -printf '%h %l\n' 2>/dev/null)
 else
@@ -127,7 +127,7 @@ else
         case "$target" in
             socket:*)
                 pid="${fd#/proc/}"; pid="${pid%%/*}"
-                inode="${target#socket:[}"; inode="${inode%]}"
+                inode="${target#"socket:["}"; inode="${inode%"]"}"
                 add_owner "$inode" "$pid" ;;
         esac
     done
@@ -194,7 +194,7 @@ if [ -r /proc/net/packet ]; then
     first=1
     while read -r _ _ _ ptype iface _ _ uid inode _; do
         if [ "$first" = 1 ]; then first=0; continue; fi
-        emit "packet" "ifindex:$iface" "$((16#$ptype))" "" "" "" "$uid" "$inode"
+        emit "packet" "ifindex:$iface" "$((16#${ptype}))" "" "" "" "$uid" "$inode"
     done < /proc/net/packet
 fi
 if [ "$ORPHANS" -gt 0 ]; then

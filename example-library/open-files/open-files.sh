@@ -34,7 +34,7 @@ while [ "$#" -gt 0 ]; do
     shift 2
 done
 case "$PID" in ''|*[!0-9]*) usage_error "--pid must be a positive integer, got: ${PID:-nothing}" ;; esac
-PID=$((10#$PID))
+PID=$((10#${PID}))
 [ -d "/proc/$PID" ] || usage_error "no process with pid $PID"
 
 csv_row() {
@@ -94,7 +94,7 @@ classify() { # target -> TYPE, CLEAN target, DELETED
     DELETED=false
     case "$t" in *" (deleted)") DELETED=true; t="${t% (deleted)}" ;; esac
     case "$t" in
-        socket:*) TYPE=socket; local ino="${t#socket:[}"; ino="${ino%]}"; t="${SOCK[$ino]:-$t}" ;;
+        socket:*) TYPE=socket; local ino="${t#"socket:["}"; ino="${ino%"]"}"; t="${SOCK[$ino]:-$t}" ;;
         pipe:*) TYPE=pipe ;;
         anon_inode:*) TYPE=anon_inode ;;
         /memfd:*) TYPE=memfd ;;
@@ -121,7 +121,7 @@ while IFS=$'\t' read -r fd target; do
         if [ "$key" = "flags:" ]; then flags="$val"; break; fi
     done 2>/dev/null < "$PROC/fdinfo/$fd"
     if [ -n "$flags" ]; then
-        case $(( 8#$flags & 3 )) in 0) access=r ;; 1) access=w ;; 2) access=rw ;; esac
+        case $(( 8#${flags} & 3 )) in 0) access=r ;; 1) access=w ;; 2) access=rw ;; esac
     fi
     classify "$target"
     csv_row "$PID" "$COMM" "$fd" "$TYPE" "$access" "$CLEAN" "$DELETED"

@@ -42,7 +42,7 @@ while [ "$#" -gt 0 ]; do
     shift 2
 done
 case "$MAX_LINES" in ''|*[!0-9]*|0) usage_error "--max_lines must be a positive integer, got: $MAX_LINES" ;; esac
-MAX_LINES=$((10#$MAX_LINES))
+MAX_LINES=$((10#${MAX_LINES}))
 if [ -n "$HOME_DIR" ] && [ ! -d "$HOME_DIR" ]; then usage_error "--user_home is not a directory: $HOME_DIR"; fi
 
 # json_str STRING: REPLY = STRING as a JSON string literal.

@@ -40,7 +40,7 @@ done
 case "$DAYS" in ''|*[!0-9]*|0) usage_error "--days must be a positive integer, got: $DAYS" ;; esac
 case "$HASH" in true|false) ;; *) usage_error "--hash must be true or false, got: $HASH" ;; esac
 case "$MAX_FILES" in ''|*[!0-9]*|0) usage_error "--max_files must be a positive integer, got: $MAX_FILES" ;; esac
-DAYS=$((10#$DAYS)); MAX_FILES=$((10#$MAX_FILES))
+DAYS=$((10#${DAYS})); MAX_FILES=$((10#${MAX_FILES}))
 
 csv_row() {
     local sep="" f
@@ -88,7 +88,7 @@ while IFS= read -r -d '' rec; do
     IFS= read -r -d '' -n 4 magic 2>/dev/null < "$path"
     if [ "$magic" = $'\177ELF' ]; then kind=elf
     elif [ "${magic:0:2}" = "#!" ]; then kind=script
-    elif (( 8#$perm & 8#111 )); then kind=exec_bit
+    elif (( 8#${perm} & 8#111 )); then kind=exec_bit
     else continue
     fi
     sha=""

@@ -136,7 +136,7 @@ done
 declare -A PIDS_BY_INODE=()
 while read -r fddir target; do
     pid="${fddir#/proc/}"; pid="${pid%/fd}"
-    inode="${target#socket:[}"; inode="${inode%]}"
+    inode="${target#"socket:["}"; inode="${inode%"]"}"
     PIDS_BY_INODE[$inode]="${PIDS_BY_INODE[$inode]:-}${PIDS_BY_INODE[$inode]:+ }$pid"
 done < <(find /proc/[0-9]*/fd -mindepth 1 -maxdepth 1 -lname 'socket:*' -printf '%h %l\n' 2>/dev/null)
 addr() { # hex address:port -> REPLY

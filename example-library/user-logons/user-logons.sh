@@ -41,7 +41,7 @@ while [ "$#" -gt 0 ]; do
 done
 case "$DAYS" in ''|*[!0-9]*) usage_error "--days must be a non-negative integer, got: $DAYS" ;; esac
 case "$MAX_EVENTS" in ''|*[!0-9]*|0) usage_error "--max_events must be a positive integer, got: $MAX_EVENTS" ;; esac
-DAYS=$((10#$DAYS)); MAX_EVENTS=$((10#$MAX_EVENTS))
+DAYS=$((10#${DAYS})); MAX_EVENTS=$((10#${MAX_EVENTS}))
 
 csv_row() {
     local sep="" f

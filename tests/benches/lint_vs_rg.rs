@@ -2,15 +2,25 @@
 //!
 //! Generates a library of 2,000 scripts (about 100 MB: PowerShell as UTF-8, UTF-8 with a
 //! BOM and UTF-16 LE, and bash; realistic collection code with a few rule hits) in a temp
-//! folder, then times, several times each, the release `quiver lint` on it and
-//! `rg -c -e p1 -e p2 …` with every `pattern` of `policies/rules.toml`. ripgrep decodes
-//! UTF-16 by BOM sniffing (`--encoding auto`, its default), so both see the same text.
-//! quiver does more per file (manifests, encodings, paths, parse trees for command rules,
-//! signatures), so this is a ceiling check on the scanner's cost, not a like-for-like race.
+//! folder, then times, interleaved and several times each, on the same files:
+//!
+//! - `rg -c -e p1 -e p2 …` with every `pattern` of `policies/rules.toml`, each `\b`
+//!   written as the ASCII word boundary quiver compiles it to. ripgrep decodes UTF-16 by
+//!   BOM sniffing (`--encoding auto`, its default), so both see the same text;
+//! - the release `quiver lint --no-syntax`: the content scan (reading, decoding, the
+//!   regex rules, encodings, paths, manifests) without parsing, the like-for-like
+//!   comparison with ripgrep;
+//! - the release `quiver lint`: the same plus a tree-sitter parse of every entry file
+//!   (the syntax check and the command rules), which ripgrep has no counterpart for.
+//!
+//! It prints the three medians and both ratios to ripgrep, and the CPU time (user + sys)
+//! of each, so that `quiver lint` using every core shows as CPU > wall.
 //!
 //! Run: `cargo bench -p quiver-tests --bench lint_vs_rg` (needs `rg` on PATH). Set
-//! `LINT_BENCH_SCRIPTS` / `LINT_BENCH_REPS` to change the size and repetitions, and
-//! `LINT_BENCH_KEEP=1` to keep the generated library for profiling.
+//! `LINT_BENCH_SCRIPTS` / `LINT_BENCH_REPS` to change the size and repetitions,
+//! `LINT_BENCH_RG_UNICODE=1` to also time ripgrep with the patterns as written (Unicode
+//! `\b`, slow in ripgrep 13 on non-ASCII text), and `LINT_BENCH_KEEP=1` to keep the
+//! generated library for profiling.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -19,7 +29,7 @@ use std::time::{Duration, Instant};
 
 fn main() {
     let scripts: usize = env_or("LINT_BENCH_SCRIPTS", 2000);
-    let reps: usize = env_or("LINT_BENCH_REPS", 7);
+    let reps: usize = env_or("LINT_BENCH_REPS", 5);
     let root = quiver_tests::workspace_root();
 
     // The release binary, built here so the numbers never come from a debug build.
@@ -61,75 +71,102 @@ fn main() {
         started.elapsed()
     );
 
-    let mut quiver_cmd = Command::new(&quiver);
-    quiver_cmd.current_dir(dir.path()).args([
-        "lint",
-        "library",
-        "--policies",
-        "policies",
-        "--format",
-        "json",
-    ]);
-    // ripgrep with the patterns as written (Unicode `\b`), and with ASCII word
-    // boundaries, which is how quiver compiles them (it keeps the search a DFA on
-    // non-ASCII text); the second is the like-for-like comparison.
+    let quiver_cmd = |extra: &[&str]| {
+        let mut cmd = Command::new(&quiver);
+        cmd.current_dir(dir.path())
+            .args([
+                "lint",
+                "library",
+                "--policies",
+                "policies",
+                "--format",
+                "json",
+            ])
+            .args(extra);
+        cmd
+    };
+    let mut full_cmd = quiver_cmd(&[]);
+    let mut quick_cmd = quiver_cmd(&["--no-syntax"]);
+    // ripgrep with ASCII word boundaries, which is how quiver compiles the patterns (it
+    // keeps the search a DFA on non-ASCII text): the like-for-like comparison.
     let ascii: Vec<String> = patterns.iter().map(|p| ascii_word_boundaries(p)).collect();
-    let mut rg_cmd = rg(dir.path(), &patterns);
-    let mut rg_ascii_cmd = rg(dir.path(), &ascii);
+    let mut rg_cmd = rg(dir.path(), &ascii);
+    let mut rg_unicode_cmd = std::env::var_os("LINT_BENCH_RG_UNICODE")
+        .is_some()
+        .then(|| rg(dir.path(), &patterns));
 
-    // Warm the page cache and check all three actually run.
-    let out = quiver_cmd.output().expect("run quiver");
-    let report: serde_json::Value =
-        serde_json::from_slice(&out.stdout).expect("quiver json report");
-    let findings = report["findings"].as_array().map_or(0, Vec::len);
+    // Warm the page cache and check that all of them run and agree on the files.
+    let quiver_files = |cmd: &mut Command| {
+        let out = cmd.output().expect("run quiver");
+        let report: serde_json::Value =
+            serde_json::from_slice(&out.stdout).expect("quiver json report");
+        let findings = report["findings"].as_array().cloned().unwrap_or_default();
+        let mut files: Vec<String> = findings
+            .iter()
+            .filter_map(|f| f["location"]["file"].as_str().map(str::to_string))
+            .collect();
+        files.dedup();
+        (findings.len(), files.len())
+    };
     let rg_files = |cmd: &mut Command| {
         let out = cmd.output().expect("run rg (apt-get install ripgrep)");
         String::from_utf8_lossy(&out.stdout).lines().count()
     };
+    let (full_findings, full_files) = quiver_files(&mut full_cmd);
+    let (quick_findings, quick_files) = quiver_files(&mut quick_cmd);
     eprintln!(
-        "quiver: {findings} findings; rg: matches in {} files; rg (ASCII \\b): matches in {} files",
+        "quiver lint: {full_findings} findings in {full_files} files; --no-syntax: {quick_findings} findings in {quick_files} files; rg: matches in {} files",
         rg_files(&mut rg_cmd),
-        rg_files(&mut rg_ascii_cmd)
     );
 
-    let (mut tq, mut tr, mut ta) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut tr, mut tq, mut tf, mut tu) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..reps {
-        tq.push(time(&mut quiver_cmd));
-        ta.push(time(&mut rg_ascii_cmd));
         tr.push(time(&mut rg_cmd));
+        tq.push(time(&mut quick_cmd));
+        tf.push(time(&mut full_cmd));
+        if let Some(cmd) = rg_unicode_cmd.as_mut() {
+            tu.push(time(cmd));
+        }
     }
-    let (mq, mr, ma) = (median(&mut tq), median(&mut tr), median(&mut ta));
+    let (mr, mq, mf) = (median(&mut tr), median(&mut tq), median(&mut tf));
     let mut report = String::new();
     let _ = writeln!(
         report,
-        "library: {scripts} scripts, {files} files, {:.1} MB",
-        bytes as f64 / 1e6
+        "library: {scripts} scripts, {files} files, {:.1} MB; {} cores",
+        bytes as f64 / 1e6,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
     );
+    let _ = writeln!(report, "medians of {reps}, wall (CPU = user + sys):");
+    for (name, runs) in [
+        (
+            format!("rg -c, {} patterns (ASCII \\b)", patterns.len()),
+            &tr,
+        ),
+        ("quiver lint --no-syntax".to_string(), &tq),
+        ("quiver lint".to_string(), &tf),
+        (
+            format!("rg -c, {} patterns as written", patterns.len()),
+            &tu,
+        ),
+    ] {
+        if runs.is_empty() {
+            continue;
+        }
+        let mut wall: Vec<Duration> = runs.iter().map(|r| r.wall).collect();
+        let mut cpu: Vec<Duration> = runs.iter().map(|r| r.cpu).collect();
+        let _ = writeln!(
+            report,
+            "  {name:<32} {:7.3} s ({:7.3} s)   runs: {}",
+            median(&mut wall).as_secs_f64(),
+            median(&mut cpu).as_secs_f64(),
+            list(runs)
+        );
+    }
     let _ = writeln!(
         report,
-        "quiver lint             median of {reps}: {:7.3} s   runs: {}",
-        mq.as_secs_f64(),
-        list(&tq)
-    );
-    let _ = writeln!(
-        report,
-        "rg -c, {} patterns, ASCII \\b median of {reps}: {:7.3} s   runs: {}",
-        patterns.len(),
-        ma.as_secs_f64(),
-        list(&ta)
-    );
-    let _ = writeln!(
-        report,
-        "rg -c, {} patterns as written median of {reps}: {:7.3} s   runs: {}",
-        patterns.len(),
-        mr.as_secs_f64(),
-        list(&tr)
-    );
-    let _ = writeln!(
-        report,
-        "ratio quiver / rg (ASCII \\b): {:.2}; quiver / rg (as written): {:.2}",
-        mq.as_secs_f64() / ma.as_secs_f64(),
-        mq.as_secs_f64() / mr.as_secs_f64()
+        "ratio quiver lint --no-syntax / rg: {:.2}; quiver lint / rg: {:.2}",
+        mq.wall.as_secs_f64() / mr.wall.as_secs_f64(),
+        mf.wall.as_secs_f64() / mr.wall.as_secs_f64()
     );
     print!("{report}");
     if std::env::var_os("LINT_BENCH_KEEP").is_some() {
@@ -185,30 +222,56 @@ fn env_or(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-fn time(cmd: &mut Command) -> Duration {
+/// One timed run: wall clock, and the CPU time (user + sys) of the process.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Run {
+    wall: Duration,
+    cpu: Duration,
+}
+
+fn time(cmd: &mut Command) -> Run {
+    let before = children_cpu();
     let t = Instant::now();
     let status = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .expect("run");
-    let d = t.elapsed();
+    let wall = t.elapsed();
     // quiver exits 1 on deny findings, rg 1 on no match; anything else is a failure.
     assert!(
         matches!(status.code(), Some(0 | 1)),
         "{cmd:?} failed: {status}"
     );
-    d
+    Run {
+        wall,
+        cpu: children_cpu().saturating_sub(before),
+    }
 }
 
-fn median(v: &mut [Duration]) -> Duration {
+/// User + system time of this process's waited-for children so far (`times(2)`, via
+/// `/proc/self/stat` fields 16 and 17, in clock ticks of 1/100 s on Linux).
+fn children_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<u64> = rest
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    // `rest` starts at field 3 (state); cutime and cstime are fields 16 and 17.
+    let ticks = fields.get(13).copied().unwrap_or(0) + fields.get(14).copied().unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
+fn median<T: Ord + Copy>(v: &mut [T]) -> T {
     v.sort();
     v[v.len() / 2]
 }
 
-fn list(v: &[Duration]) -> String {
+fn list(v: &[Run]) -> String {
     v.iter()
-        .map(|d| format!("{:.3}", d.as_secs_f64()))
+        .map(|r| format!("{:.3}", r.wall.as_secs_f64()))
         .collect::<Vec<_>>()
         .join(" ")
 }

@@ -22,6 +22,7 @@ use crate::config::{AgentConfig, Pointer, StateDir, parse_snapshot_dir_name};
 use crate::error::{Error, Result};
 use crate::fetch::BlobCheck;
 use crate::fsutil;
+pub use crate::fsutil::Flush;
 
 /// Folder inside a snapshot holding the signed catalog and timestamp.
 pub const META_DIR: &str = ".quiver";
@@ -348,13 +349,16 @@ pub fn blob_path(state: &StateDir, digest: &Sha256Hex) -> PathBuf {
     state.blobs_dir().join(digest.as_str())
 }
 
-/// Copies the blob for `file` to `dest` (temp file + fsync + rename), verifying the bytes as
-/// they are copied, and gives the copy `mode`. `dest`'s folder must exist.
+/// Copies the blob for `file` to `dest` (temp file, then rename), verifying the bytes as
+/// they are copied, and gives the copy `mode`. `dest`'s folder must exist. With
+/// [`Flush::EachFile`] the copy is flushed before the rename; with [`Flush::Batched`] the
+/// caller flushes before anything publishes `dest`.
 pub fn copy_from_blob(
     state: &StateDir,
     file: &FileEntry,
     dest: &Path,
     mode: u32,
+    flush: Flush,
 ) -> Result<Copied> {
     let src = blob_path(state, &file.sha256);
     let blob = match File::open(&src) {
@@ -373,7 +377,9 @@ pub fn copy_from_blob(
         if let Err(e) = check.finish() {
             return Ok(Copied::Bad(e));
         }
-        out.sync_all().map_err(Error::io(&tmp))?;
+        if flush == Flush::EachFile {
+            out.sync_all().map_err(Error::io(&tmp))?;
+        }
         drop(out);
         std::fs::rename(&tmp, dest).map_err(Error::io(dest))?;
         Ok(Copied::Done)

@@ -83,6 +83,55 @@ pub fn fsync_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// How the files written by one sync reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flush {
+    /// Each file is flushed (`fsync`) as it is written, and each folder before a rename
+    /// publishes it.
+    EachFile,
+    /// Files are written without waiting for the disk, and one [`sync_filesystem`] flushes
+    /// them all before anything that names them is published. A sync writes thousands of
+    /// small files: one flush per file made a cold sync of 2,000 scripts wait for 10,000
+    /// flushes.
+    Batched,
+}
+
+impl Flush {
+    /// [`Flush::Batched`] where one call flushes a whole file system (Linux `syncfs(2)`),
+    /// else [`Flush::EachFile`].
+    pub fn for_platform() -> Flush {
+        if cfg!(target_os = "linux") {
+            Flush::Batched
+        } else {
+            Flush::EachFile
+        }
+    }
+}
+
+/// Flushes everything written to the file system holding `path` (file contents, inodes and
+/// directory entries alike) with one `syncfs(2)`.
+#[cfg(target_os = "linux")]
+pub fn sync_filesystem(path: &Path) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let d = File::open(path).map_err(Error::io(path))?;
+    // SAFETY: `d` is an open descriptor for the duration of the call; syncfs(2) reads no
+    // memory of ours.
+    if unsafe { libc::syncfs(d.as_raw_fd()) } != 0 {
+        return Err(Error::io(path)(std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Only Linux has `syncfs(2)`; [`Flush::for_platform`] never picks [`Flush::Batched`]
+/// elsewhere.
+#[cfg(not(target_os = "linux"))]
+pub fn sync_filesystem(path: &Path) -> Result<()> {
+    Err(Error::invalid(
+        path.display().to_string(),
+        "flushing a whole file system is not supported on this platform",
+    ))
+}
+
 /// Creates `dir` (and parents) if missing; on unix, a directory it creates is private (0700).
 pub fn ensure_private_dir(dir: &Path) -> Result<()> {
     if dir.is_dir() {

@@ -9,7 +9,8 @@
 //! `current.json` as it was; a kill at any moment leaves only `tmp/` debris, removed at the
 //! next start.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use quiver_catalog::api::SyncProblem;
 use quiver_catalog::layout::{
@@ -21,7 +22,7 @@ use time::OffsetDateTime;
 
 use crate::Agent;
 use crate::cache::{
-    self, Copied, Damage, META_DIR, Snapshot, check_snapshot, copy_from_blob, expected_mode,
+    self, Copied, Damage, Flush, META_DIR, Snapshot, check_snapshot, copy_from_blob, expected_mode,
     join_rel,
 };
 use crate::config::{Pointer, StateDir, parse_snapshot_dir_name};
@@ -194,14 +195,17 @@ pub fn sync(
     let catalog = verify_catalog(&agent.key, &cat_bytes, &cat_sig, &ts, &agent.limits)?;
     let entries = catalog.for_device(agent.config.platform, &agent.config.labels);
 
-    // Step 5: stage the snapshot in tmp/, every file verified as it is written.
+    // Step 5: download the blobs the store lacks (each verified as it streams), then stage
+    // the snapshot in tmp/, every file verified again as it is copied out of the store.
+    let flush = Flush::for_platform();
+    prefetch(agent, &session, &entries, flush, &mut report)?;
     let stage = state
         .tmp_dir()
         .join(format!("stage-{}-{:08x}", ts.serial, rand::random::<u32>()));
     let staged = (|| {
         fsutil::ensure_private_dir(&stage)?;
         for entry in &entries {
-            stage_entry(agent, &session, entry, &stage, problems, &mut report)?;
+            stage_entry(agent, &session, entry, &stage, flush, problems, &mut report)?;
         }
         let meta = stage.join(META_DIR);
         std::fs::create_dir(&meta).map_err(Error::io(&meta))?;
@@ -211,11 +215,15 @@ pub fn sync(
             (TIMESTAMP_FILE, ts_bytes.as_slice()),
             (TIMESTAMP_SIG_FILE, ts_sig.as_bytes()),
         ] {
-            write_new_synced(&meta.join(name), bytes)?;
+            write_new(&meta.join(name), bytes, flush)?;
         }
-        // Crash safety: every file was flushed as written; flush the folders too, so the
-        // rename below can never publish a folder whose entries are not on disk.
-        fsync_tree(&stage)
+        // Crash safety: the rename below must never publish a folder whose files or entries
+        // are not on disk. Flushed file by file: flush the folders too. Batched: one flush of
+        // the file system covers every file and folder written above.
+        match flush {
+            Flush::EachFile => fsync_tree(&stage),
+            Flush::Batched => fsutil::sync_filesystem(&stage),
+        }
     })();
     if let Err(e) = staged {
         // A refused snapshot leaves nothing behind (a killed sync leaves it to clean_tmp).
@@ -246,11 +254,56 @@ pub fn sync(
     Ok(report)
 }
 
+/// Downloads every blob `entries` need that the store does not hold yet, each into tmp/ and
+/// verified (size and digest) as it streams, then moves them into the store. The store only
+/// ever receives complete, flushed files: file by file, or (batched) all of them with one
+/// flush before the first is moved in, so a power cut never leaves a blob that fails its
+/// check later and looks like tampering.
+fn prefetch(
+    agent: &Agent,
+    session: &Session<'_>,
+    entries: &[&Entry],
+    flush: Flush,
+    report: &mut SyncReport,
+) -> Result<()> {
+    let mut wanted: BTreeMap<&str, &FileEntry> = BTreeMap::new();
+    for f in entries.iter().flat_map(|e| &e.files) {
+        if !wanted.contains_key(f.sha256.as_str())
+            && !cache::blob_path(&agent.state, &f.sha256).exists()
+        {
+            wanted.insert(f.sha256.as_str(), f);
+        }
+    }
+    let mut fetched: Vec<(PathBuf, &FileEntry)> = Vec::with_capacity(wanted.len());
+    let result = (|| {
+        for file in wanted.values() {
+            fetched.push((download_blob(agent, session, file, flush)?, file));
+        }
+        if flush == Flush::Batched && !fetched.is_empty() {
+            fsutil::sync_filesystem(&agent.state.tmp_dir())?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        for (tmp, _) in &fetched {
+            let _ = std::fs::remove_file(tmp);
+        }
+        return Err(e);
+    }
+    report.blobs_fetched += fetched.len();
+    for (tmp, file) in fetched {
+        let dest = cache::blob_path(&agent.state, &file.sha256);
+        std::fs::rename(&tmp, &dest).map_err(Error::io(dest))?;
+    }
+    Ok(())
+}
+
 fn stage_entry(
     agent: &Agent,
     session: &Session<'_>,
     entry: &Entry,
     stage: &Path,
+    flush: Flush,
     problems: &mut Vec<SyncProblem>,
     report: &mut SyncReport,
 ) -> Result<()> {
@@ -262,23 +315,26 @@ fn stage_entry(
             std::fs::create_dir_all(parent).map_err(Error::io(parent))?;
         }
         let mode = expected_mode(entry, agent.config.platform, file);
-        install(agent, session, file, &dest, mode, problems, report)?;
+        install(agent, session, file, &dest, mode, flush, problems, report)?;
     }
     Ok(())
 }
 
 /// Puts the verified content of `file` at `dest`: from the blob store, or downloaded into it
-/// first. A blob changed on disk is reported and downloaded again.
+/// first. A blob changed on disk is reported and downloaded again. `flush` says how `dest` is
+/// made durable (a blob downloaded here is always flushed before it enters the store).
+#[allow(clippy::too_many_arguments)]
 fn install(
     agent: &Agent,
     session: &Session<'_>,
     file: &FileEntry,
     dest: &Path,
     mode: u32,
+    flush: Flush,
     problems: &mut Vec<SyncProblem>,
     report: &mut SyncReport,
 ) -> Result<()> {
-    match copy_from_blob(&agent.state, file, dest, mode)? {
+    match copy_from_blob(&agent.state, file, dest, mode, flush)? {
         Copied::Done => return Ok(()),
         Copied::Missing => {}
         Copied::Bad(e) => {
@@ -295,7 +351,7 @@ fn install(
     }
     fetch_blob(agent, session, file)?;
     report.blobs_fetched += 1;
-    match copy_from_blob(&agent.state, file, dest, mode)? {
+    match copy_from_blob(&agent.state, file, dest, mode, flush)? {
         Copied::Done => Ok(()),
         Copied::Missing => Err(Error::CacheTampered(format!(
             "blob {} vanished right after it was stored",
@@ -305,16 +361,30 @@ fn install(
     }
 }
 
-/// Downloads a blob into tmp/, verifying size and digest while it streams, then moves it into
-/// the blob store.
+/// Downloads a blob, flushed, into the blob store (see [`download_blob`]).
 fn fetch_blob(agent: &Agent, session: &Session<'_>, file: &FileEntry) -> Result<()> {
-    let state = &agent.state;
+    let tmp = download_blob(agent, session, file, Flush::EachFile)?;
+    let dest = cache::blob_path(&agent.state, &file.sha256);
+    std::fs::rename(&tmp, &dest).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(dest)(e)
+    })
+}
+
+/// Downloads a blob into a new file in tmp/, verifying size and digest while it streams, and
+/// returns its path. With [`Flush::EachFile`] the file is flushed before this returns.
+fn download_blob(
+    agent: &Agent,
+    session: &Session<'_>,
+    file: &FileEntry,
+    flush: Flush,
+) -> Result<PathBuf> {
     let url = format!(
         "{}{}",
         agent.config.snapshot_base(),
         blob_rel_path(&file.sha256)
     );
-    let tmp = state.tmp_dir().join(format!(
+    let tmp = agent.state.tmp_dir().join(format!(
         "blob-{}-{:08x}",
         file.sha256,
         rand::random::<u32>()
@@ -322,15 +392,18 @@ fn fetch_blob(agent: &Agent, session: &Session<'_>, file: &FileEntry) -> Result<
     let result = (|| {
         let mut out = fsutil::create_new(&tmp, 0o644)?;
         session.get_blob(&url, file, &mut out)?;
-        out.sync_all().map_err(Error::io(&tmp))?;
-        drop(out);
-        let dest = cache::blob_path(state, &file.sha256);
-        std::fs::rename(&tmp, &dest).map_err(Error::io(dest))
+        if flush == Flush::EachFile {
+            out.sync_all().map_err(Error::io(&tmp))?;
+        }
+        Ok(())
     })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    match result {
+        Ok(()) => Ok(tmp),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
     }
-    result
 }
 
 /// Re-checks the current snapshot's files and restores anything changed on disk from the
@@ -354,7 +427,17 @@ fn repair(
                     std::fs::create_dir_all(parent).map_err(Error::io(parent))?;
                 }
                 let mode = expected_mode(entry, agent.config.platform, file);
-                install(agent, session, file, path, mode, problems, report)?;
+                // A repair of the current snapshot is published at once: flush it.
+                install(
+                    agent,
+                    session,
+                    file,
+                    path,
+                    mode,
+                    Flush::EachFile,
+                    problems,
+                    report,
+                )?;
             }
         }
         let what = match d {
@@ -420,10 +503,13 @@ fn free_snapshot_name(state: &StateDir, serial: u64) -> Result<String> {
     ))
 }
 
-fn write_new_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+fn write_new(path: &Path, bytes: &[u8], flush: Flush) -> Result<()> {
     let mut f = fsutil::create_new(path, 0o644)?;
     std::io::Write::write_all(&mut f, bytes).map_err(Error::io(path))?;
-    f.sync_all().map_err(Error::io(path))
+    if flush == Flush::EachFile {
+        f.sync_all().map_err(Error::io(path))?;
+    }
+    Ok(())
 }
 
 /// Flushes every directory under `root` (deepest first) and `root` itself.

@@ -152,6 +152,7 @@ pub struct Scanner {
     rules: CompiledRules,
     waivers: Vec<CompiledWaiver>,
     threads: usize,
+    syntax: bool,
 }
 
 /// Collects the findings of one script with paths relative to its folder.
@@ -309,6 +310,7 @@ impl Scanner {
                 rules,
                 waivers,
                 threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+                syntax: true,
             }),
             _ => Err(errors),
         }
@@ -318,6 +320,20 @@ impl Scanner {
     pub fn with_threads(mut self, threads: usize) -> Scanner {
         self.threads = threads.max(1);
         self
+    }
+
+    /// Whether entry files are parsed (default: yes). Without parsing there are no
+    /// `syntax.*` findings and no command rules (`commands`); every other check and
+    /// every regex rule (`pattern`) still runs. Parsing is most of a scan's CPU time, so
+    /// this is for quick local checks (`quiver lint --no-syntax`), never for approval.
+    pub fn with_syntax(mut self, syntax: bool) -> Scanner {
+        self.syntax = syntax;
+        self
+    }
+
+    /// Whether this scanner parses entry files (see [`Scanner::with_syntax`]).
+    pub fn checks_syntax(&self) -> bool {
+        self.syntax
     }
 
     /// Scans one script; `root` prefixes file locations (library folder or repo path).
@@ -534,7 +550,11 @@ impl Scanner {
                 "remove the NUL bytes; if the file is UTF-16, save it with a byte-order mark (or as UTF-8)",
             );
         }
-        let parse_language = (is_entry && syntax::has_tree(language)).then_some(language);
+        // zsh has no grammar (the bash one rejects valid zsh), so an entry started only
+        // by zsh gets no syntax check and no command rules; its regex rules still apply.
+        let zsh_only = interpreters.iter().all(|i| *i == Interpreter::Zsh);
+        let parse_language = (self.syntax && is_entry && !zsh_only && syntax::has_tree(language))
+            .then_some(language);
         self.content(
             sink,
             rel,
@@ -647,7 +667,7 @@ impl Scanner {
         };
         let count = parsed.error_count;
         // Deny for the interpreters the grammar describes; warn for pwsh (PowerShell 7
-        // syntax the grammar lacks) and zsh (parsed with the bash grammar).
+        // syntax the grammar lacks).
         let strict = interpreters.iter().any(|i| {
             matches!(
                 i,
@@ -664,6 +684,14 @@ impl Scanner {
             _ => ("syntax.shell", "shell"),
         };
         let mut message = format!("{tool} parse error: {}", err.message);
+        if let Some(open) = &err.unclosed {
+            if open.offset == err.offset {
+                message.push_str(&format!(" (the `{}` here is never closed)", open.token));
+            } else {
+                let (line, _) = line_col(text, open.offset);
+                message.push_str(&format!(" (to close the `{}` on line {line})", open.token));
+            }
+        }
         if count > 1 {
             message.push_str(&format!(
                 " ({} in this file; the first is shown)",
@@ -678,8 +706,6 @@ impl Scanner {
                 "; this looks like {gap}, valid {tool} that the parser does not support"
             ));
             help = "check the line runs; if it does, ignore this warning or write it more plainly (e.g. separate switch clauses with `;`)".into();
-        } else if lang == Language::Shell && interpreters.contains(&Interpreter::Zsh) && !strict {
-            message.push_str(" (zsh syntax is checked with the bash grammar)");
         }
         let at = line_col(text, err.offset);
         sink.push_at(rule, severity, rel, Some(at), message, help);

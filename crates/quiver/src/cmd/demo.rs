@@ -579,7 +579,10 @@ fn print_summary(s: &Value, dir: &Path, cdir: &Path) {
     }
     println!();
     let story = &s["story"];
-    println!("{}", bold("What the history shows (git log --graph in the repository)"));
+    println!(
+        "{}",
+        bold("What the history shows (git log --graph in the repository)")
+    );
     println!(
         "  {} is high-risk: its pull request needed two approvals (Approved-by: trailers of two leads)",
         story["high_risk"].as_str().unwrap_or("")

@@ -38,6 +38,12 @@ pub struct Args {
     /// to standard error, so a CI log shows the outcome).
     #[arg(long, short, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Do not parse entry files: no syntax check and no command rules (`commands`);
+    /// every other check and every regex rule (`pattern`) still run. Much faster
+    /// (parsing is most of the work), for a pre-commit hook; the controller always
+    /// parses, so run CI without it.
+    #[arg(long)]
+    pub no_syntax: bool,
 }
 
 /// Report formats.
@@ -71,6 +77,8 @@ pub struct Outcome {
     pub findings: Vec<Finding>,
     /// Counts by effective severity.
     pub summary: Summary,
+    /// Whether entry files were parsed (false with `--no-syntax`).
+    pub syntax_checked: bool,
     /// Policy errors (nothing is scanned when there are any).
     pub errors: Vec<ConfigError>,
     /// Non-fatal policy problems.
@@ -121,7 +129,8 @@ impl Outcome {
     }
 
     /// The one-line summary, e.g.
-    /// `linted 14 scripts, 41 files, 312 KiB: 0 deny, 2 warn, 5 info (3 waived)`.
+    /// `linted 14 scripts, 41 files, 312 KiB: 0 deny, 2 warn, 5 info (3 waived)`, with
+    /// `; syntax not checked` after it under `--no-syntax`.
     pub fn summary_line(&self) -> String {
         if !self.errors.is_empty() {
             return format!(
@@ -132,7 +141,7 @@ impl Outcome {
         }
         let s = self.summary;
         format!(
-            "linted {} script{}, {} file{}, {}: {} deny, {} warn, {} info ({} waived)",
+            "linted {} script{}, {} file{}, {}: {} deny, {} warn, {} info ({} waived){}",
             self.scripts,
             plural(self.scripts),
             self.files,
@@ -141,7 +150,12 @@ impl Outcome {
             s.deny,
             s.warn,
             s.info,
-            s.waived
+            s.waived,
+            if self.syntax_checked {
+                ""
+            } else {
+                "; syntax not checked"
+            }
         )
     }
 }
@@ -211,7 +225,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
 
     // Stage two: read, assemble, scan.
-    let outcome = lint(lib_dir, &policies_dir, &paths)?;
+    let outcome = lint(lib_dir, &policies_dir, &paths, !args.no_syntax)?;
 
     // Stage three: report.
     let to_terminal = args.output.is_none() && std::io::stdout().is_terminal();
@@ -269,10 +283,17 @@ fn colors_wanted() -> bool {
         && std::env::var("TERM").map_or(true, |t| t != "dumb")
 }
 
-/// Reads both folders, loads the policy, assembles and scans the library.
-fn lint(lib_dir: &Path, policies_dir: &Path, paths: &Paths) -> anyhow::Result<Outcome> {
+/// Reads both folders, loads the policy, assembles and scans the library (parsing entry
+/// files when `syntax` is set).
+fn lint(
+    lib_dir: &Path,
+    policies_dir: &Path,
+    paths: &Paths,
+    syntax: bool,
+) -> anyhow::Result<Outcome> {
     let mut outcome = Outcome {
         root: paths.root.clone(),
+        syntax_checked: syntax,
         rules: vec![sarif::RuleDoc {
             id: POLICY_INVALID.to_string(),
             short: "a policy file that does not parse or validate".to_string(),
@@ -328,7 +349,7 @@ fn lint(lib_dir: &Path, policies_dir: &Path, paths: &Paths) -> anyhow::Result<Ou
             severity: None,
         }));
     let scanner = match Scanner::new(&policy) {
-        Ok(s) => s,
+        Ok(s) => s.with_syntax(syntax),
         Err(errs) => {
             outcome.errors = errs;
             return Ok(outcome);

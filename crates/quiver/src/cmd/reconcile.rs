@@ -109,9 +109,7 @@ pub fn run_rewrite(args: RewriteArgs) -> Result<ExitCode> {
     if target.server.is_some() {
         return remote(&target, "/v1/rewrite/ack");
     }
-    let by = by.unwrap_or_else(|| {
-        super::cli_actor()
-    });
+    let by = by.unwrap_or_else(super::cli_actor);
     let controller = super::controller::open(&target.config)?;
     controller
         .shared

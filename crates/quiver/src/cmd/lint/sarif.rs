@@ -114,6 +114,12 @@ pub fn render(outcome: &Outcome, paths: &Paths) -> Value {
     if !notifications.is_empty() {
         invocation["toolConfigurationNotifications"] = Value::Array(notifications);
     }
+    if !outcome.syntax_checked && outcome.errors.is_empty() {
+        invocation["toolExecutionNotifications"] = json!([{
+            "level": "note",
+            "message": { "text": "syntax not checked (--no-syntax): entry files were not parsed, so there are no syntax findings and no command rules" },
+        }]);
+    }
 
     let version = env!("CARGO_PKG_VERSION");
     json!({
