@@ -183,16 +183,25 @@ fn an_invalid_approved_policy_keeps_the_last_good_snapshot_until_fixed() {
 
     // An approved merge that breaks policies/members.toml on line 3.
     let broken = POLICY.replacen("id = \"alice\"", "id = \"alice\"\nemails = [", 1);
-    repo.approved_change(
+    let merge = repo.approved_change(
         "break-policy",
         &[("policies/members.toml", broken.as_bytes())],
         "edit members",
     );
-    let reason = wait_until("readyz 503", Duration::from_secs(5), || {
+    let body = wait_until("readyz 503", Duration::from_secs(5), || {
         let r = ctl.get("/readyz");
         (r.status().as_u16() == 503).then(|| r.json::<serde_json::Value>().expect("json"))
     });
-    let reason = reason["reason"].as_str().expect("reason").to_string();
+    // Degraded, as docs/api.md shows it: not ready, the last good serial, and a reason
+    // naming the invalid policy's commit.
+    assert_eq!(body["ready"], false, "{body}");
+    assert_eq!(body["serial"], 1, "the last good snapshot: {body}");
+    let reason = body["reason"].as_str().expect("reason").to_string();
+    assert!(
+        reason.starts_with("policy at ") && reason.contains(" is invalid: "),
+        "says the policy is invalid: {reason}"
+    );
+    assert!(reason.contains(&merge[..10]), "names the commit: {reason}");
     assert!(
         reason.contains("policies/members.toml:"),
         "names the file: {reason}"
@@ -211,6 +220,12 @@ fn an_invalid_approved_policy_keeps_the_last_good_snapshot_until_fixed() {
     );
     assert_eq!(ctl.serial(), Some(1));
     assert_eq!(audit_records(&setup.audit_log(), "policy.invalid").len(), 1);
+    // `GET /v1/status` carries the same state under the word the docs use.
+    let carol = setup.member_token("carol");
+    let status = ctl.status(&carol);
+    assert_eq!(status["ready"], false, "{status:#}");
+    assert_eq!(status["degraded"]["reason"], "policy", "{status:#}");
+    assert_eq!(status["degraded"]["message"], reason.as_str(), "{status:#}");
 
     // Fixing it with another approved commit recovers.
     repo.approved_change(
@@ -218,12 +233,19 @@ fn an_invalid_approved_policy_keeps_the_last_good_snapshot_until_fixed() {
         &[("policies/members.toml", POLICY.as_bytes())],
         "fix members",
     );
-    wait_until("ready again", Duration::from_secs(5), || {
-        (ctl.get("/readyz").status().as_u16() == 200).then_some(())
+    let body = wait_until("ready again", Duration::from_secs(5), || {
+        let r = ctl.get("/readyz");
+        (r.status().as_u16() == 200).then(|| r.json::<serde_json::Value>().expect("json"))
     });
+    assert_eq!(body["ready"], true, "{body}");
     assert!(
         ctl.serial().is_some_and(|s| s > 1),
         "a new snapshot after the fix"
+    );
+    assert_eq!(
+        ctl.status(&carol)["degraded"],
+        serde_json::Value::Null,
+        "no longer degraded"
     );
 }
 

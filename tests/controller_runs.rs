@@ -283,13 +283,7 @@ fn runs_are_checked_against_roles_dispatched_and_reported() {
     let out = quiver(&["agents", "list", "--config", &setup.config_str(), "--json"]);
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(list.as_array().map(Vec::len), Some(2));
-    // A revoked device cannot enroll again, and runs for it are refused.
-    let r = ctl.post_json(
-        "/v1/enroll",
-        None,
-        &json!({"token": enroll_token, "device_id": "host-1", "platform": "linux"}),
-    );
-    assert_eq!(r.status().as_u16(), 403);
+    // Runs for a revoked device are refused.
     assert_eq!(
         ctl.post_json(
             "/v1/runs",
@@ -300,6 +294,15 @@ fn runs_are_checked_against_roles_dispatched_and_reported() {
         .as_u16(),
         409
     );
+    // An operator who revoked it may enroll a new machine under the same id (docs/agent.md):
+    // it starts from scratch, and the revoked credential stays refused.
+    let r = ctl.post_json(
+        "/v1/enroll",
+        None,
+        &json!({"token": enroll_token, "device_id": "host-1", "platform": "linux"}),
+    );
+    assert_eq!(r.status().as_u16(), 201);
+    assert_eq!(checkin(&ctl, "host-1", &agent, 1), 401);
     let out = quiver(&["audit", "verify", setup.audit_log().to_str().expect("utf8")]);
     assert!(out.status.success(), "{out:?}");
 }

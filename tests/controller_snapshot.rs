@@ -126,6 +126,64 @@ fn two_controllers_publish_byte_identical_catalogs() {
 }
 
 #[test]
+fn two_running_controllers_serve_the_same_catalog_under_different_signatures() {
+    let repo = TestRepo::new();
+    repo.approved_change(
+        "v2",
+        &[("library/ps/ps.sh", b"#!/bin/bash\nps aux\n")],
+        "ps aux",
+    );
+    // Separate folders (config, state, publish) and ports; the same repository and key.
+    let a = Setup::new(&repo, "");
+    let b = Setup::with_key_of(&a, &repo, "");
+    assert_ne!(a.publish(), b.publish());
+    let (ca, cb) = (a.start(), b.start());
+    assert_ne!(ca.url, cb.url, "two listeners");
+    for ctl in [&ca, &cb] {
+        ctl.wait_serial(2, Duration::from_secs(30));
+    }
+    let get = |ctl: &Running, path: &str| {
+        let r = ctl.get(path);
+        assert_eq!(r.status().as_u16(), 200, "{} {path}", ctl.url);
+        r.bytes().expect("body").to_vec()
+    };
+    let (cat_a, cat_b) = (get(&ca, "/v1/catalog.json"), get(&cb, "/v1/catalog.json"));
+    assert!(cat_a == cat_b, "same history, same catalog bytes");
+    let sig = |ctl: &Running| {
+        String::from_utf8(get(ctl, "/v1/catalog.json.minisig")).expect("utf8 signature")
+    };
+    let (sig_a, sig_b) = (sig(&ca), sig(&cb));
+    let pk = a.public_key();
+    assert_eq!(pk, b.public_key());
+    pk.verify(&cat_a, &sig_a).expect("A's signature verifies");
+    pk.verify(&cat_b, &sig_b).expect("B's signature verifies");
+    // The whole chain too: each controller's timestamp names the catalog it serves.
+    let (now, limits) = (time::OffsetDateTime::now_utc(), Limits::default());
+    for (ctl, cat, sig) in [(&ca, &cat_a, &sig_a), (&cb, &cat_b, &sig_b)] {
+        let ts = get(ctl, "/v1/timestamp.json");
+        let ts_sig = String::from_utf8(get(ctl, "/v1/timestamp.json.minisig")).expect("utf8");
+        let t = verify_timestamp(&pk, &ts, &ts_sig, now, None, &limits).expect("timestamp");
+        assert_eq!(t.serial, 2);
+        verify_catalog(&pk, cat, sig, &t, &limits).expect("catalog verifies");
+    }
+    // Same signed text (the trusted comment), different signatures: minisign signs with a
+    // random nonce, so replicas agree on documents, not on signature bytes.
+    let trusted = |s: &str| s.lines().nth(2).expect("trusted comment").to_string();
+    assert!(trusted(&sig_a).starts_with("trusted comment: "), "{sig_a}");
+    assert_eq!(trusted(&sig_a), trusted(&sig_b));
+    assert_ne!(sig_a, sig_b, "signatures carry a random nonce");
+    // What is served is what each wrote to its own publish folder.
+    assert_eq!(
+        std::fs::read_to_string(a.publish().join("catalog.json.minisig")).expect("sig file"),
+        sig_a
+    );
+    assert_eq!(
+        std::fs::read_to_string(b.publish().join("catalog.json.minisig")).expect("sig file"),
+        sig_b
+    );
+}
+
+#[test]
 fn published_blobs_are_the_git_blobs_byte_for_byte() {
     let repo = TestRepo::new();
     let setup = Setup::new(&repo, "");

@@ -143,9 +143,46 @@ fn demo_runs_the_whole_flow() {
             e["name"]
         );
     }
-    let linux_cache = dir.join("endpoints/linux-01");
+    // On every endpoint that stages it, each cached file of the drifted script is the git
+    // blob of its approved version's commit, not the bytes pushed since.
+    let approved_commit = state_of(drifted)["commit"]
+        .as_str()
+        .expect("the drifted script names its approved commit")
+        .to_string();
+    let mut compared = 0;
+    for e in endpoints {
+        let cache = dir
+            .join("endpoints")
+            .join(e["name"].as_str().expect("name"));
+        let script_dir = current_dir(&cache).join(drifted);
+        let Ok(files) = std::fs::read_dir(&script_dir) else {
+            continue;
+        };
+        for f in files {
+            let f = f.expect("entry");
+            let rel = f.file_name().to_string_lossy().into_owned();
+            let blob = Command::new("git")
+                .current_dir(dir.join("repo"))
+                .args([
+                    "cat-file",
+                    "blob",
+                    &format!("{approved_commit}:library/{drifted}/{rel}"),
+                ])
+                .output()
+                .expect("git cat-file");
+            assert!(blob.status.success(), "{rel} not in {approved_commit}");
+            assert_eq!(
+                std::fs::read(f.path()).expect("cached"),
+                blob.stdout,
+                "{} caches {drifted}/{rel} as the approved version's blob",
+                e["name"]
+            );
+            compared += 1;
+        }
+    }
+    assert!(compared > 0, "no endpoint caches {drifted}");
     let cached = std::fs::read(
-        current_dir(&linux_cache)
+        current_dir(&dir.join("endpoints/linux-01"))
             .join(drifted)
             .join(format!("{drifted}.sh")),
     )
@@ -191,6 +228,14 @@ fn demo_runs_the_whole_flow() {
             .is_empty()
     );
     assert_eq!(runs[1]["status"], "refused", "{runs:?}");
+    for r in runs {
+        assert_eq!(r["endpoint"], "linux-01", "{r}");
+        let script = r["script"].as_str().expect("run names its script");
+        assert!(
+            platforms.get(script).is_some_and(|p| p.contains("linux")),
+            "the run's script {script} is a linux script of the example library"
+        );
+    }
 
     // The audit log verifies, and `quiver audit verify` agrees.
     assert_eq!(summary["audit"]["verified"], true);
@@ -206,7 +251,62 @@ fn demo_runs_the_whole_flow() {
         String::from_utf8_lossy(&verify.stdout)
     );
 
-    // A second demo into the same folder replaces the first; a foreign folder is refused.
+    // A second demo into the same folder replaces the first, and prints for people what
+    // the first printed as JSON: the table of scripts × endpoints, the reasons, the runs
+    // and the audit verification.
+    let human = Command::new(quiver_tests::bin("quiver"))
+        .current_dir(quiver_tests::workspace_root())
+        .args(["demo", "--dir"])
+        .arg(&dir)
+        .output()
+        .expect("run quiver demo");
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(
+        human.status.success(),
+        "second demo failed: {}",
+        String::from_utf8_lossy(&human.stderr)
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    let header = lines
+        .iter()
+        .position(|l| {
+            l.split_whitespace()
+                .take(3)
+                .eq(["script", "state", "approved"])
+        })
+        .unwrap_or_else(|| panic!("no scripts × endpoints table in:\n{text}"));
+    let columns: Vec<&str> = lines[header].split_whitespace().skip(3).collect();
+    let names: Vec<&str> = endpoints
+        .iter()
+        .map(|e| e["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(columns, names, "one column per endpoint");
+    for sc in scripts {
+        let name = sc["name"].as_str().expect("name");
+        let row = lines[header + 1..]
+            .iter()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no row for {name} in:\n{text}"));
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cells.len(), 3 + names.len(), "{row}");
+        assert_eq!(cells[1], sc["state"].as_str().expect("state"), "{row}");
+    }
+    for name in [drifted, refused] {
+        assert!(
+            lines.iter().any(|l| l.trim_start().starts_with(name)
+                && l.contains(state_of(name)["state"].as_str().expect("state"))
+                && l.contains(state_of(name)["reason"].as_str().expect("reason"))),
+            "{name} and its reason are not listed in:\n{text}"
+        );
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("Audit log:") && l.ends_with("verify: OK")),
+        "no audit verification line in:\n{text}"
+    );
+
+    // A foreign folder is refused and left as it was.
     let foreign = tmp.path().join("mine");
     std::fs::create_dir_all(&foreign).expect("mkdir");
     std::fs::write(foreign.join("notes.txt"), "keep me").expect("write");

@@ -339,9 +339,402 @@ fn obfuscated_invoke_expression_is_found() {
 fn a_git_folder_inside_the_library_is_a_finding() {
     let repo = Repo::new();
     repo.script("procs", "windows", "powershell", "procs.ps1", BENIGN_PS1)
-        .file("procs/.git/HEAD", "ref: refs/heads/main\n");
+        .file("procs/.git/HEAD", "ref: refs/heads/main\n")
+        .file("procs/.gitmodules", "[submodule \"x\"]\n\tpath = x\n")
+        .file("procs/.gitignore", "*.log\n")
+        // Near misses: names that merely mention git.
+        .script("notes", "windows", "powershell", "notes.ps1", BENIGN_PS1)
+        .file("notes/gitignore-notes.txt", "what we keep out of git\n")
+        .file("notes/my.github.txt", "links to our GitHub projects\n")
+        .file("notes/docs/legit.git-howto.md", "# Using git\n");
     let run = repo.lint(&[]);
+    run.assert_code(1);
     run.assert_finding("path.git", "library/procs/.git/HEAD");
+    run.assert_finding("path.git", "library/procs/.gitmodules");
+    run.assert_finding("path.git", "library/procs/.gitignore");
+    // `.git` and `.gitmodules` block; other `.git*` files only warn.
+    let lines = run.lines_with("path.git");
+    for (file, severity) in [
+        (".git/HEAD", "deny"),
+        (".gitmodules", "deny"),
+        (".gitignore", "warn"),
+    ] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains(&format!("library/procs/{file}: {severity} "))),
+            "{file} is {severity}: {lines:?}"
+        );
+    }
+    run.assert_no_under("path.git", "library/notes/");
+}
+
+/// A gitlink has no folder to read: `quiver lint` sees a submodule only as the checkout
+/// git makes of it (a folder whose `.git` is a file), while the controller and `quiver
+/// status` read the gitlink itself from the repository.
+#[test]
+fn a_submodule_is_refused_by_lint_and_status_checked_out_or_not() {
+    use quiver_tests::repogen::{TestRepo, Who};
+    const LEAD: Who = Who {
+        name: "Test Lead",
+        email: "lead@example.org",
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let upstream = TestRepo::init(&tmp.path().join("upstream"));
+    upstream.write("tool.sh", "#!/bin/sh\nid\n");
+    upstream.commit(LEAD, "the vendor's tool");
+
+    let repo = Repo::new();
+    let git = TestRepo::init(repo.root());
+    repo.script(
+        "vendored",
+        "linux",
+        "bash",
+        "run.sh",
+        "#!/bin/bash\n./vendor/tool.sh\n",
+    )
+    // Near miss: the fix the docs give, the same files copied into the script folder.
+    .script(
+        "bundled",
+        "linux",
+        "bash",
+        "run.sh",
+        "#!/bin/bash\n./vendor/tool.sh\n",
+    )
+    .file("bundled/vendor/tool.sh", "#!/bin/sh\nid\n");
+    git.git(&[
+        "-c",
+        "protocol.file.allow=always",
+        "submodule",
+        "add",
+        "-q",
+        upstream.dir.to_str().unwrap(),
+        "library/vendored/vendor",
+    ]);
+    assert!(
+        git.git(&["ls-files", "--stage", "library/vendored/vendor"])
+            .starts_with("160000 "),
+        "the fixture holds a gitlink"
+    );
+    git.commit(LEAD, "library with a submodule");
+
+    // Lint sees the gitlink in the work tree's index, as the controller sees it in git:
+    // the submodule is refused as such, and its checked-out files are not linted as the
+    // script's own.
+    let run = repo.lint(&[]);
+    run.assert_code(1);
+    run.assert_finding("path.submodule", "library/vendored/vendor");
+    run.assert_no_under("path.git", "library/vendored/");
+    run.assert_no_under("path.submodule", "library/bundled/");
+    run.assert_no_under("path.git", "library/bundled/");
+
+    // A plain clone (a CI checkout) leaves the submodule an empty folder: still refused.
+    let clone = tmp.path().join("clone");
+    let out = std::process::Command::new("git")
+        .args(["clone", "-q"])
+        .arg(repo.root())
+        .arg(&clone)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        std::fs::read_dir(clone.join("library/vendored/vendor"))
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(true),
+        "the clone has no submodule checkout"
+    );
+    let out = std::process::Command::new(quiver_tests::bin("quiver"))
+        .current_dir(&clone)
+        .args(["lint", "library"])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.contains("path.submodule") && l.contains("library/vendored/vendor")),
+        "{text}"
+    );
+
+    let out = std::process::Command::new(quiver_tests::bin("quiver"))
+        .args(["status", "--json", "--repo"])
+        .arg(repo.root())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status json");
+    let script = |name: &str| {
+        status["scripts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {status:#}"))
+            .clone()
+    };
+    let vendored = script("vendored");
+    assert_eq!(vendored["state"], "refused", "{vendored:#}");
+    assert_eq!(vendored["version"], serde_json::Value::Null, "{vendored:#}");
+    let reason = vendored["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("path.submodule at library/vendored/vendor"),
+        "{reason}"
+    );
+    let bundled = script("bundled");
+    assert_eq!(
+        (bundled["state"].as_str(), bundled["version"].as_u64()),
+        (Some("approved"), Some(1)),
+        "{bundled:#}"
+    );
+}
+
+#[test]
+fn an_absolute_entry_path_is_refused_at_its_manifest_line() {
+    let repo = Repo::new();
+    repo.file(
+        "unix-abs/script.toml",
+        support::manifest("unix-abs", "linux", "bash", "/etc/passwd"),
+    )
+    .file("unix-abs/readme.md", "nothing to see\n")
+    // A literal TOML string, so the backslashes are the path's.
+    .file(
+        "win-abs/script.toml",
+        "name = \"win-abs\"\ndescription = \"fixture\"\nplatforms = [\"windows\"]\n\n[entry.windows]\nfile = 'C:\\Windows\\Temp\\stage.ps1'\ninterpreter = \"powershell\"\n",
+    )
+    .file("win-abs/readme.md", "nothing to see\n")
+    // Near miss: the same names, relative to the script folder.
+    .script(
+        "relative",
+        "linux",
+        "bash",
+        "etc/passwd.sh",
+        "#!/bin/bash\nid\n",
+    );
+    let run = repo.lint(&[]);
+    run.assert_code(1);
+    run.assert_finding("path.absolute", "library/unix-abs/script.toml:6");
+    run.assert_finding("path.absolute", "library/win-abs/script.toml:6");
+    run.assert_no_under("path.absolute", "library/relative/");
+    run.assert_no_under("manifest.entry-missing", "library/relative/");
+}
+
+// Names Windows cannot store cannot be created on Windows either.
+#[cfg(unix)]
+#[test]
+fn names_windows_cannot_store_are_refused_in_windows_scripts() {
+    let repo = Repo::new();
+    repo.script("win", "windows", "powershell", "run.ps1", BENIGN_PS1)
+        .file("win/aux.txt", "device name\n")
+        .file("win/what?.txt", "question mark\n")
+        .file("win/trailing.", "trailing dot\n")
+        // Only a warning where no Windows endpoint takes the script.
+        .script("linux-only", "linux", "bash", "run.sh", "#!/bin/bash\nid\n")
+        .file("linux-only/aux.txt", "device name\n")
+        // Near misses: reserved names inside longer names, COM10.
+        .script("win-ok", "windows", "powershell", "run.ps1", BENIGN_PS1)
+        .file("win-ok/auxiliary.txt", "x\n")
+        .file("win-ok/console.ps1", BENIGN_PS1)
+        .file("win-ok/con-notes.txt", "x\n")
+        .file("win-ok/com10.txt", "x\n");
+    let run = repo.lint(&[]);
+    run.assert_code(1);
+    for file in ["aux.txt", "what?.txt", "trailing."] {
+        run.assert_finding("path.windows-invalid", &format!("library/win/{file}"));
+    }
+    run.assert_finding("path.windows-invalid", "library/linux-only/aux.txt");
+    let lines = run.lines_with("path.windows-invalid");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("library/win/aux.txt: deny ")),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("library/linux-only/aux.txt: warn ")),
+        "{lines:?}"
+    );
+    run.assert_no_under("path.windows-invalid", "library/win-ok/");
+}
+
+#[test]
+fn nul_bytes_in_a_text_script_are_refused() {
+    // A UTF-16 file that lost its BOM reads as UTF-8 with a NUL after every ASCII byte.
+    let no_bom = utf16le("Get-Service\r\n")[2..].to_vec();
+    let repo = Repo::new();
+    repo.script(
+        "nul",
+        "linux",
+        "bash",
+        "run.sh",
+        b"#!/bin/bash\nps -ef\nid\0 -u\n",
+    )
+    .script("wide", "windows", "powershell", "run.ps1", no_bom)
+    // Near misses: UTF-16 with its BOM, and a data file full of NULs.
+    .script(
+        "wide-bom",
+        "windows",
+        "powershell",
+        "run.ps1",
+        utf16le(BENIGN_PS1),
+    )
+    .script(
+        "data",
+        "linux",
+        "bash",
+        "run.sh",
+        "#!/bin/bash\nxxd capture.dat\n",
+    )
+    .file("data/capture.dat", b"PCAP\0\0\x01\x02\0\0\0\xff\0");
+    let run = repo.lint(&[]);
+    run.assert_code(1);
+    run.assert_finding("encoding.nul", "library/nul/run.sh:3");
+    run.assert_finding("encoding.nul", "library/wide/run.ps1:1");
+    run.assert_no_under("encoding.nul", "library/wide-bom/");
+    run.assert_no_under("encoding.nul", "library/data/");
+}
+
+#[test]
+fn a_shell_entry_without_a_shebang_is_refused() {
+    let mut bom = vec![0xEF, 0xBB, 0xBF];
+    bom.extend_from_slice(b"#!/bin/sh\nps -ef\n");
+    let repo = Repo::new();
+    repo.script("bare", "linux", "bash", "run.sh", "ps -ef\nid\n")
+        .script("bom", "linux", "sh", "run.sh", bom)
+        // Near miss: an `env` shebang, and a helper it sources (not an entry) without one.
+        .script(
+            "env",
+            "linux",
+            "bash",
+            "run.sh",
+            "#!/usr/bin/env bash\n. ./lib.sh\nhelper\n",
+        )
+        .file("env/lib.sh", "helper() { id; }\n");
+    let run = repo.lint(&[]);
+    run.assert_code(1);
+    run.assert_finding("shell.no-shebang", "library/bare/run.sh:1");
+    run.assert_finding("shell.no-shebang", "library/bom/run.sh:1");
+    run.assert_no_under("shell.no-shebang", "library/env/");
+}
+
+/// One fixture per family of the default content rules: a script that trips the rule on
+/// a known line and a read-only twin doing the nearby legitimate thing, which must trip
+/// nothing at all. The scripts are never run; credentials are assembled here so no
+/// scanner mistakes this file for a leak.
+#[test]
+fn each_default_rule_family_trips_and_its_read_only_twin_does_not() {
+    let key_id = format!("AKIA{}", "Q7RZ2XW5K3M4TN6P");
+    let pem = format!("-----BEGIN OPENSSH {}-----", "PRIVATE KEY");
+    struct Case {
+        rule: &'static str,
+        name: &'static str,
+        platform: &'static str,
+        interpreter: &'static str,
+        entry: &'static str,
+        trigger: String,
+        line: u32,
+        near_miss: String,
+    }
+    let powershell = |rule, name, trigger: &str, line, near_miss: &str| Case {
+        rule,
+        name,
+        platform: "windows",
+        interpreter: "powershell",
+        entry: "run.ps1",
+        trigger: trigger.into(),
+        line,
+        near_miss: near_miss.into(),
+    };
+    let bash = |rule, name, trigger: &str, line, near_miss: &str| Case {
+        rule,
+        name,
+        platform: "linux",
+        interpreter: "bash",
+        entry: "run.sh",
+        trigger: trigger.into(),
+        line,
+        near_miss: near_miss.into(),
+    };
+    let cases = [
+        powershell(
+            "encoded-command",
+            "encoded",
+            "# Collects services\nGet-Service\npowershell.exe -NoProfile -EncodedCommand RwBlAHQALQBEAGEAdABlAA==\n",
+            3,
+            "# Decodes an attachment to a file; never runs it\n$bytes = [Convert]::FromBase64String($blob)\n[IO.File]::WriteAllBytes(\"$env:TEMP\\blob.bin\", $bytes)\npowershell.exe -NoProfile -File .\\collect.ps1\n",
+        ),
+        powershell(
+            "defense.disable-defender",
+            "defender",
+            "# Speeds up the collection\nGet-Date\nSet-MpPreference -DisableRealtimeMonitoring $true\n",
+            3,
+            "# Reads Defender's settings\nGet-MpPreference | Select-Object DisableRealtimeMonitoring\nGet-MpComputerStatus\n",
+        ),
+        powershell(
+            "destructive.shadow-copy",
+            "shadows",
+            "# Cleans up\nGet-Date\nvssadmin delete shadows /all /quiet\n",
+            3,
+            "# Lists recovery points\nvssadmin list shadows\n",
+        ),
+        bash(
+            "secrets.cloud-key",
+            "cloud-key",
+            &format!("#!/bin/bash\n# Uploads the bundle\nexport AWS_ACCESS_KEY_ID={key_id}\n"),
+            3,
+            "#!/bin/bash\n# Uploads the bundle; the key id (AKIA...) is passed in\nexport AWS_ACCESS_KEY_ID=\"$1\"\n",
+        ),
+        bash(
+            "secrets.private-key",
+            "private-key",
+            &format!(
+                "#!/bin/bash\ncat > \"$OUT/id\" <<'EOF'\n{pem}\nb3BlbnNzaC1rZXktdjEAAAAA\nEOF\n"
+            ),
+            3,
+            "#!/bin/bash\ncat > \"$OUT/ca.pem\" <<'EOF'\n-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n-----END PUBLIC KEY-----\nEOF\n",
+        ),
+        bash(
+            "persistence.create",
+            "cron",
+            "#!/bin/bash\ncrontab -l > \"$OUT/crontab.txt\"\necho \"*/5 * * * * $HOME/.cache/c.sh\" | crontab -\n",
+            3,
+            "#!/bin/bash\ncrontab -l > \"$OUT/crontab.txt\"\ncp /etc/crontab \"$OUT/\"\nsystemctl is-enabled sshd\n",
+        ),
+    ];
+    let repo = Repo::new();
+    for c in &cases {
+        repo.script(
+            &format!("{}-bad", c.name),
+            c.platform,
+            c.interpreter,
+            c.entry,
+            &c.trigger,
+        )
+        .script(
+            &format!("{}-ok", c.name),
+            c.platform,
+            c.interpreter,
+            c.entry,
+            &c.near_miss,
+        );
+    }
+    let run = repo.lint(&[]);
+    run.assert_code(1);
+    for c in &cases {
+        run.assert_finding(
+            c.rule,
+            &format!("library/{}-bad/{}:{}", c.name, c.entry, c.line),
+        );
+        let twin = format!("library/{}-ok/", c.name);
+        let found: Vec<&str> = run
+            .stdout
+            .lines()
+            .filter(|l| l.trim_start().starts_with(&twin))
+            .collect();
+        assert!(found.is_empty(), "{twin} trips {found:?}");
+    }
 }
 
 #[test]
@@ -568,4 +961,47 @@ fn no_syntax_skips_parsing_and_says_so() {
     let run = repo.lint(&["--no-syntax", "--format", "json"]);
     let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(report["syntax_checked"], false);
+}
+
+// ---- syntax.shell: reserved words bash rejects (stray `fi`, `if then`) -----------------
+
+#[test]
+fn stray_reserved_words_in_bash_are_syntax_errors_at_their_line() {
+    // Line 4 of an otherwise valid script, as `bash -n` reports it: a reserved word as a
+    // command, and a dangling `if` (once reported at `set -u` on line 2).
+    let script = |line: &str| format!("#!/usr/bin/env bash\nset -u\necho a\n{line}\necho b\n");
+    let repo = Repo::new();
+    for (name, line) in [
+        ("fi", "fi"),
+        ("done", "done"),
+        ("esac", "esac"),
+        ("brace", "}"),
+        ("then", "echo x; then"),
+        ("if-then", "if then"),
+        // Near misses: quoted or escaped it is a plain command name, and an argument.
+        ("quoted", "\"fi\" 2>/dev/null || true"),
+        ("escaped", "\\fi 2>/dev/null || true"),
+        ("argument", "echo fi done esac }"),
+    ] {
+        repo.script(name, "linux", "bash", "hello.sh", script(line));
+    }
+    let run = repo.lint(&[]);
+    run.assert_code(1);
+    for (name, col) in [
+        ("fi", 1),
+        ("done", 1),
+        ("esac", 1),
+        ("brace", 1),
+        ("then", 9),
+        ("if-then", 4),
+    ] {
+        run.assert_finding("syntax.shell", &format!("library/{name}/hello.sh:4:{col}"));
+    }
+    let line = run.lines_with("syntax.shell").join("\n");
+    assert!(line.contains("unexpected `then`"), "{line}");
+    assert!(!line.contains("set -u"), "{line}");
+    assert!(line.contains(": deny "), "a parse error blocks: {line}");
+    for name in ["quoted", "escaped", "argument"] {
+        run.assert_no_under("syntax.shell", &format!("library/{name}/"));
+    }
 }

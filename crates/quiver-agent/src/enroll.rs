@@ -1,14 +1,19 @@
 //! Enrollment: trade a one-time token for the agent's credentials and pin the controller key.
 //!
 //! The key is the root of every later check, so where it comes from matters: given with
-//! `--public-key` (obtained out of band), the controller's answer must carry the same key or
-//! enrollment is refused; otherwise the key in the answer is pinned on first use and its
+//! `--public-key` (obtained out of band), the key the controller presents (`GET /v1/key`) must
+//! be the same one *before* the enrollment token is sent, so a wrong controller or a wrong key
+//! file costs no token use and leaves no device behind; the enrollment answer must carry the
+//! same key again. Without `--public-key` the key in the answer is pinned on first use and its
 //! fingerprint shown for the operator to compare out of band.
+//!
+//! The controller refuses a device id that is already enrolled and not revoked (409): that
+//! would take over another machine's identity. Revoke the old device first.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use quiver_catalog::api::{EnrollRequest, EnrollResponse};
+use quiver_catalog::api::{ApiError, EnrollRequest, EnrollResponse, KeyResponse};
 use quiver_catalog::{Platform, PublicKey};
 use reqwest::Method;
 
@@ -73,7 +78,21 @@ pub fn enroll(state: &StateDir, opts: &EnrollOptions, timeouts: Timeouts) -> Res
     let pinned = opts.public_key.as_deref().map(read_key).transpose()?;
 
     let http = Http::new(timeouts)?;
-    let url = format!("{}/v1/enroll", opts.server.trim_end_matches('/'));
+    let server = opts.server.trim_end_matches('/');
+    if let Some(p) = &pinned {
+        // Before the token leaves this machine: is this the controller we were told about?
+        let offered = presented_key(&http, server)?;
+        if *p != offered {
+            return Err(Error::KeyMismatch {
+                pinned: p.fingerprint(),
+                offered: offered.fingerprint(),
+            });
+        }
+    }
+    // A state directory we cannot write would waste the token's use on an enrollment the
+    // agent cannot keep: find out first.
+    check_writable(state)?;
+    let url = format!("{server}/v1/enroll");
     let body = EnrollRequest {
         token: opts.token.clone(),
         device_id: opts.device_id.clone(),
@@ -81,7 +100,9 @@ pub fn enroll(state: &StateDir, opts: &EnrollOptions, timeouts: Timeouts) -> Res
         labels: opts.labels.clone(),
         hostname: hostname(),
     };
-    let resp: EnrollResponse = http.api(Method::POST, &url, None, Some(&body), None)?;
+    let resp: EnrollResponse = http
+        .api(Method::POST, &url, None, Some(&body), None)
+        .map_err(enroll_refusal)?;
     check_id("agent id from the controller", &resp.agent_id)?;
     let offered = PublicKey::decode(&resp.public_key)?;
     if let Some(p) = &pinned
@@ -103,7 +124,7 @@ pub fn enroll(state: &StateDir, opts: &EnrollOptions, timeouts: Timeouts) -> Res
         );
     }
     let config = AgentConfig {
-        server: opts.server.trim_end_matches('/').to_owned(),
+        server: server.to_owned(),
         snapshot_url: opts.snapshot_url.clone(),
         agent_id: resp.agent_id,
         device_id: opts.device_id.clone(),
@@ -126,15 +147,138 @@ pub fn enroll(state: &StateDir, opts: &EnrollOptions, timeouts: Timeouts) -> Res
     })
 }
 
+/// The key the controller presents at `GET /v1/key`.
+fn presented_key(http: &Http, server: &str) -> Result<PublicKey> {
+    let url = format!("{server}/v1/key");
+    let resp: KeyResponse = http
+        .api::<(), _>(Method::GET, &url, None, None, None)
+        .map_err(|e| match e {
+            Error::Status { status: 404, .. } => Error::invalid(
+                url.clone(),
+                "the controller does not serve its key (is it older than this agent?), so it \
+                 cannot be checked against --public-key before the enrollment token is sent; \
+                 refusing to enroll",
+            ),
+            e => e,
+        })?;
+    PublicKey::decode(&resp.public_key).map_err(|e| Error::invalid(format!("key from {url}"), e))
+}
+
+/// Creates the state directory and checks a file can be written in it.
+fn check_writable(state: &StateDir) -> Result<()> {
+    state.ensure_layout()?;
+    let dir = state.tmp_dir();
+    tempfile::NamedTempFile::new_in(&dir)
+        .map(drop)
+        .map_err(Error::io(dir))
+}
+
+/// A refused `POST /v1/enroll`, said in enrollment's terms (the generic 401 message is about
+/// agent tokens).
+fn enroll_refusal(e: Error) -> Error {
+    const CREATE: &str = "create a new one with `quiver token create --enroll`";
+    match e {
+        Error::Unauthorized {
+            url,
+            detail,
+            reason,
+        } => {
+            let message = match reason.as_deref() {
+                Some("used_up") => format!("enrollment token has no uses left: {CREATE}"),
+                Some("expired") => format!("enrollment token expired: {CREATE}"),
+                Some("unknown_token") => format!(
+                    "the controller does not know this enrollment token (check for a typo, or \
+                     {CREATE})"
+                ),
+                _ => format!("the controller refused the enrollment token ({detail})"),
+            };
+            Error::EnrollRefused {
+                url,
+                status: 401,
+                message,
+            }
+        }
+        Error::Status { url, status, body } if (400..500).contains(&status) => {
+            let message = serde_json::from_str::<ApiError>(&body)
+                .map(|e| e.error)
+                .unwrap_or(body);
+            Error::EnrollRefused {
+                url,
+                status,
+                message,
+            }
+        }
+        e => e,
+    }
+}
+
 /// A key given on the command line: a path to a `.pub` file, or the key text itself.
 fn read_key(arg: &str) -> Result<PublicKey> {
+    let usage = |msg: String| Error::Usage(format!("--public-key {msg}"));
     let path = Path::new(arg);
-    let text = if path.is_file() {
-        std::fs::read_to_string(path).map_err(Error::io(path))?
-    } else {
-        arg.to_owned()
-    };
-    PublicKey::decode(&text).map_err(|e| Error::Usage(format!("--public-key: {e}")))
+    if path.is_dir() {
+        return Err(usage(format!(
+            "{}: is a directory, not the controller's .pub file",
+            path.display()
+        )));
+    }
+    if path.is_file() {
+        let text = std::fs::read_to_string(path).map_err(Error::io(path))?;
+        if is_secret_key(&text) {
+            return Err(usage(format!(
+                "{}: this is a minisign secret key, not the controller's public key; give its \
+                 .pub file (the secret key stays on the controller)",
+                path.display()
+            )));
+        }
+        return PublicKey::decode(&text).map_err(|e| {
+            usage(format!(
+                "{}: not a minisign public key ({e}); give the controller's .pub file",
+                path.display()
+            ))
+        });
+    }
+    if is_secret_key(arg) {
+        return Err(usage(
+            "is a minisign secret key, not the controller's public key; give its `RW…` public \
+             key line or .pub file (the secret key stays on the controller)"
+                .into(),
+        ));
+    }
+    PublicKey::decode(arg).map_err(|e| {
+        if looks_like_key_text(arg) {
+            usage(format!("{arg:?} is not a valid minisign public key ({e})"))
+        } else {
+            usage(format!(
+                "{}: no such file (give the path of the controller's .pub file, or its `RW…` \
+                 key line)",
+                path.display()
+            ))
+        }
+    })
+}
+
+/// Whether `text` (a file's contents or an argument) holds a minisign secret key: its comment
+/// says so, or its key line is far longer than a public key's 56 characters.
+fn is_secret_key(text: &str) -> bool {
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    lines.clone().any(|l| {
+        l.strip_prefix("untrusted comment:")
+            .is_some_and(|c| c.to_ascii_lowercase().contains("secret key"))
+    }) || lines
+        .find(|l| !l.starts_with("untrusted comment:"))
+        .is_some_and(|l| l.len() > 100 && l.bytes().all(is_base64))
+}
+
+/// Whether an argument that is not a file was meant as the key itself (`RW…` or the contents
+/// of a `.pub` file) rather than a path.
+fn looks_like_key_text(arg: &str) -> bool {
+    let t = arg.trim();
+    t.contains('\n') || (t.starts_with("RW") && t.bytes().all(is_base64))
+}
+
+fn is_base64(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=')
 }
 
 /// The host name, for operators.

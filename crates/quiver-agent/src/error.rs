@@ -56,6 +56,19 @@ pub enum Error {
         url: String,
         /// The controller's explanation.
         detail: String,
+        /// The controller's reason code (`revoked`, `used_up`…), if it gave one.
+        reason: Option<String>,
+    },
+    /// The controller refused an enrollment: a bad enrollment token, or a device id that is
+    /// already enrolled. `agent.json` was not written.
+    #[error("enrollment refused by {url} (HTTP {status}): {message}")]
+    EnrollRefused {
+        /// The URL requested.
+        url: String,
+        /// The HTTP status.
+        status: u16,
+        /// What went wrong and what to do.
+        message: String,
     },
     /// A response body was bigger than the cap for that kind of document.
     #[error("{url}: response is over the {limit}-byte limit; refusing to read more")]
@@ -85,15 +98,16 @@ pub enum Error {
     /// Enrolling again over an existing enrollment.
     #[error("{0}: already enrolled; pass --force to enroll again")]
     AlreadyEnrolled(PathBuf),
-    /// The key the controller sent is not the one the operator pinned.
+    /// The key the controller presents is not the one the operator pinned.
     #[error(
         "the controller's public key {offered} is not the pinned key {pinned}; refusing to \
-         enroll (check --public-key and the controller you are talking to)"
+         enroll (the enrollment token was not sent; check --public-key and the controller you \
+         are talking to)"
     )]
     KeyMismatch {
         /// Fingerprint of the key given with --public-key.
         pinned: String,
-        /// Fingerprint of the key in the enrollment response.
+        /// Fingerprint of the key the controller presents.
         offered: String,
     },
     /// No snapshot has been applied yet.
@@ -134,6 +148,7 @@ impl Error {
             Error::Timeout { .. } => "timeout",
             Error::Status { .. } => "http-status",
             Error::Unauthorized { .. } => "unauthorized",
+            Error::EnrollRefused { .. } => "enroll-refused",
             Error::TooLarge { .. } => "too-large",
             Error::Verify(e) => e.reason_code(),
             Error::CacheTampered(_) => "cache-tampered",
@@ -152,7 +167,9 @@ impl Error {
     /// The process exit code the binary uses for this error (see docs/agent.md).
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Unauthorized { .. } => exit::UNAUTHORIZED,
+            Error::Unauthorized { .. } | Error::EnrollRefused { status: 401, .. } => {
+                exit::UNAUTHORIZED
+            }
             Error::Verify(_) | Error::CacheTampered(_) | Error::KeyMismatch { .. } => {
                 exit::VERIFICATION
             }
@@ -191,7 +208,8 @@ pub mod exit {
     pub const FAILURE: i32 = 1;
     /// Bad command line, bad parameters.
     pub const USAGE: i32 = 2;
-    /// The controller refused the agent's token: revoked or never valid.
+    /// The controller refused the agent's token (revoked or never valid), or `enroll`'s
+    /// enrollment token (unknown, expired, no uses left).
     pub const UNAUTHORIZED: i32 = 3;
     /// A snapshot or the cache failed verification; `current` was left untouched.
     pub const VERIFICATION: i32 = 4;

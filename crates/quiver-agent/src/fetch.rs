@@ -115,12 +115,15 @@ impl Http {
         let status = resp.status();
         if status == StatusCode::UNAUTHORIZED {
             let body = read_error_body(&mut resp);
-            let detail = serde_json::from_str::<quiver_catalog::api::ApiError>(&body)
-                .map(|e| e.error)
-                .unwrap_or(body);
+            let (detail, reason) =
+                match serde_json::from_str::<quiver_catalog::api::ApiError>(&body) {
+                    Ok(e) => (e.error, e.reason),
+                    Err(_) => (body, None),
+                };
             return Err(Error::Unauthorized {
                 url: url.to_owned(),
                 detail,
+                reason,
             });
         }
         if !status.is_success() {

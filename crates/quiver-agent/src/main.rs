@@ -97,14 +97,16 @@ struct EnrollArgs {
     #[arg(long, value_parser = platform)]
     platform: Option<Platform>,
     /// The controller's public key, obtained out of band (base64 line or .pub file path).
-    /// Enrollment is refused if the controller presents another key.
+    /// It is compared with the key the controller presents before the token is sent;
+    /// enrollment is refused if they differ.
     #[arg(long)]
     public_key: Option<String>,
     /// Fetch snapshots from this URL (a mirror of the publish directory) instead of
     /// <server>/v1/.
     #[arg(long)]
     snapshot_url: Option<String>,
-    /// Replace an existing enrollment.
+    /// Replace this state directory's enrollment. The controller still refuses a device id
+    /// that is enrolled and not revoked: revoke it first (`quiver agents revoke ID`).
     #[arg(long)]
     force: bool,
     #[command(flatten)]
@@ -201,7 +203,7 @@ fn main() -> ExitCode {
     let code = match dispatch(cli.command) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_line(&e));
             e.downcast_ref::<Error>()
                 .map_or(exit::FAILURE, Error::exit_code)
         }
@@ -368,7 +370,14 @@ fn cmd_list(a: ListArgs) -> anyhow::Result<i32> {
 
 fn cmd_run(a: RunArgs) -> anyhow::Result<i32> {
     let agent = open(&a.state, Some(a.net))?;
-    let params: BTreeMap<String, String> = a.params.into_iter().collect();
+    let mut params: BTreeMap<String, String> = BTreeMap::new();
+    for (k, v) in a.params {
+        // A parameter given twice is a typo, not an override: refuse rather than pick one.
+        if params.contains_key(&k) {
+            anyhow::bail!("--param {k} is given more than once; give each parameter once");
+        }
+        params.insert(k, v);
+    }
     let done = quiver_agent::run::local(&agent, &a.script, &params)
         .with_context(|| format!("cannot run {}", a.script))?;
     let r = &done.result;
@@ -434,4 +443,22 @@ fn cmd_daemon(a: DaemonArgs) -> anyhow::Result<i32> {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// The error and its causes as one line, `a: b: c`, leaving out a cause whose text the
+/// line already holds: many errors repeat their source in their own message, and
+/// `{:#}` would print it twice (`No such file or directory (os error 2)` three times).
+fn error_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }

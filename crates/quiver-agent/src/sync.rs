@@ -9,8 +9,10 @@
 //! `current.json` as it was; a kill at any moment leaves only `tmp/` debris, removed at the
 //! next start.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use quiver_catalog::api::SyncProblem;
 use quiver_catalog::layout::{
@@ -198,14 +200,18 @@ pub fn sync(
     // Step 5: download the blobs the store lacks (each verified as it streams), then stage
     // the snapshot in tmp/, every file verified again as it is copied out of the store.
     let flush = Flush::for_platform();
-    prefetch(agent, &session, &entries, flush, &mut report)?;
+    let fresh = prefetch(agent, &session, &entries, flush, &mut report)?;
     let stage = state
         .tmp_dir()
         .join(format!("stage-{}-{:08x}", ts.serial, rand::random::<u32>()));
     let staged = (|| {
         fsutil::ensure_private_dir(&stage)?;
         for entry in &entries {
-            stage_entry(agent, &session, entry, &stage, flush, problems, &mut report)?;
+            let how = Install {
+                flush,
+                fresh: &fresh,
+            };
+            stage_entry(agent, &session, entry, &stage, how, problems, &mut report)?;
         }
         let meta = stage.join(META_DIR);
         std::fs::create_dir(&meta).map_err(Error::io(&meta))?;
@@ -259,31 +265,38 @@ pub fn sync(
 /// ever receives complete, flushed files: file by file, or (batched) all of them with one
 /// flush before the first is moved in, so a power cut never leaves a blob that fails its
 /// check later and looks like tampering.
+///
+/// Each blob is written with the mode of its first use in `entries`, and the digests with
+/// that mode are returned: those files were verified moments ago, so staging links them
+/// instead of copying and hashing them a second time.
 fn prefetch(
     agent: &Agent,
     session: &Session<'_>,
     entries: &[&Entry],
     flush: Flush,
     report: &mut SyncReport,
-) -> Result<()> {
-    let mut wanted: BTreeMap<&str, &FileEntry> = BTreeMap::new();
-    for f in entries.iter().flat_map(|e| &e.files) {
-        if !wanted.contains_key(f.sha256.as_str())
-            && !cache::blob_path(&agent.state, &f.sha256).exists()
-        {
-            wanted.insert(f.sha256.as_str(), f);
+) -> Result<HashMap<String, u32>> {
+    let mut wanted: BTreeMap<&str, (&FileEntry, u32)> = BTreeMap::new();
+    for entry in entries {
+        for f in &entry.files {
+            if !wanted.contains_key(f.sha256.as_str())
+                && !cache::blob_path(&agent.state, &f.sha256).exists()
+            {
+                let mode = expected_mode(entry, agent.config.platform, f);
+                wanted.insert(f.sha256.as_str(), (f, mode));
+            }
         }
     }
-    let mut fetched: Vec<(PathBuf, &FileEntry)> = Vec::with_capacity(wanted.len());
+    let wanted: Vec<(&FileEntry, u32)> = wanted.into_values().collect();
+    let fetched: Mutex<Vec<(PathBuf, &FileEntry)>> = Mutex::new(Vec::with_capacity(wanted.len()));
     let result = (|| {
-        for file in wanted.values() {
-            fetched.push((download_blob(agent, session, file, flush)?, file));
-        }
-        if flush == Flush::Batched && !fetched.is_empty() {
+        download_all(agent, session, &wanted, flush, &fetched)?;
+        if flush == Flush::Batched && !wanted.is_empty() {
             fsutil::sync_filesystem(&agent.state.tmp_dir())?;
         }
         Ok(())
     })();
+    let fetched = fetched.into_inner().unwrap_or_else(|p| p.into_inner());
     if let Err(e) = result {
         for (tmp, _) in &fetched {
             let _ = std::fs::remove_file(tmp);
@@ -291,11 +304,79 @@ fn prefetch(
         return Err(e);
     }
     report.blobs_fetched += fetched.len();
-    for (tmp, file) in fetched {
+    for (tmp, file) in &fetched {
         let dest = cache::blob_path(&agent.state, &file.sha256);
-        std::fs::rename(&tmp, &dest).map_err(Error::io(dest))?;
+        std::fs::rename(tmp, &dest).map_err(Error::io(dest))?;
     }
-    Ok(())
+    Ok(wanted
+        .iter()
+        .map(|(f, mode)| (f.sha256.as_str().to_string(), *mode))
+        .collect())
+}
+
+/// How staging puts files in place.
+#[derive(Clone, Copy)]
+struct Install<'a> {
+    /// How written files reach the disk.
+    flush: Flush,
+    /// Blobs downloaded and verified by this sync, with the mode they were written with.
+    fresh: &'a HashMap<String, u32>,
+}
+
+/// How many blobs one sync downloads at once. A cold sync is thousands of small files:
+/// one request at a time leaves the link idle between them (and a core idle while the
+/// other hashes), while a few in flight keep both busy. Small, so a sync stays a light
+/// load on the server and the endpoint.
+const PARALLEL_FETCHES: usize = 4;
+
+/// Downloads every file of `wanted` into tmp/ with up to [`PARALLEL_FETCHES`] requests in
+/// flight, adding each finished download to `fetched`. The first failure stops the others
+/// from starting new downloads and is returned; what was fetched is left in `fetched` for
+/// the caller to remove.
+fn download_all<'e>(
+    agent: &Agent,
+    session: &Session<'_>,
+    wanted: &[(&'e FileEntry, u32)],
+    flush: Flush,
+    fetched: &Mutex<Vec<(PathBuf, &'e FileEntry)>>,
+) -> Result<()> {
+    let next = AtomicUsize::new(0);
+    let failed: Mutex<Option<Error>> = Mutex::new(None);
+    let worker = || {
+        loop {
+            if failed.lock().map_or(true, |f| f.is_some()) {
+                return;
+            }
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some((file, mode)) = wanted.get(i) else {
+                return;
+            };
+            match download_blob(agent, session, file, *mode, flush) {
+                Ok(tmp) => {
+                    if let Ok(mut v) = fetched.lock() {
+                        v.push((tmp, *file));
+                    }
+                }
+                Err(e) => {
+                    if let Ok(mut f) = failed.lock() {
+                        f.get_or_insert(e);
+                    }
+                    return;
+                }
+            }
+        }
+    };
+    let workers = PARALLEL_FETCHES.min(wanted.len());
+    std::thread::scope(|s| {
+        for _ in 1..workers {
+            s.spawn(worker);
+        }
+        worker();
+    });
+    match failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 fn stage_entry(
@@ -303,7 +384,7 @@ fn stage_entry(
     session: &Session<'_>,
     entry: &Entry,
     stage: &Path,
-    flush: Flush,
+    how: Install<'_>,
     problems: &mut Vec<SyncProblem>,
     report: &mut SyncReport,
 ) -> Result<()> {
@@ -315,14 +396,22 @@ fn stage_entry(
             std::fs::create_dir_all(parent).map_err(Error::io(parent))?;
         }
         let mode = expected_mode(entry, agent.config.platform, file);
-        install(agent, session, file, &dest, mode, flush, problems, report)?;
+        install(agent, session, file, &dest, mode, how, problems, report)?;
     }
     Ok(())
 }
 
 /// Puts the verified content of `file` at `dest`: from the blob store, or downloaded into it
-/// first. A blob changed on disk is reported and downloaded again. `flush` says how `dest` is
-/// made durable (a blob downloaded here is always flushed before it enters the store).
+/// first. A blob changed on disk is reported and downloaded again. `how.flush` says how
+/// `dest` is made durable (a blob downloaded here is always flushed before it enters the
+/// store).
+///
+/// A blob this sync downloaded with the mode `dest` needs is hard-linked rather than
+/// copied: it was verified as it streamed in, and a cold sync would otherwise write and
+/// hash every byte twice. The link shares the file with the store, which is safe because
+/// every sync re-checks each cached file against the catalog, and a changed one is
+/// fetched again whichever name was changed. Where links fail (another file system, no
+/// link support), the file is copied as usual.
 #[allow(clippy::too_many_arguments)]
 fn install(
     agent: &Agent,
@@ -330,10 +419,16 @@ fn install(
     file: &FileEntry,
     dest: &Path,
     mode: u32,
-    flush: Flush,
+    how: Install<'_>,
     problems: &mut Vec<SyncProblem>,
     report: &mut SyncReport,
 ) -> Result<()> {
+    let flush = how.flush;
+    if how.fresh.get(file.sha256.as_str()) == Some(&mode)
+        && std::fs::hard_link(cache::blob_path(&agent.state, &file.sha256), dest).is_ok()
+    {
+        return Ok(());
+    }
     match copy_from_blob(&agent.state, file, dest, mode, flush)? {
         Copied::Done => return Ok(()),
         Copied::Missing => {}
@@ -363,7 +458,7 @@ fn install(
 
 /// Downloads a blob, flushed, into the blob store (see [`download_blob`]).
 fn fetch_blob(agent: &Agent, session: &Session<'_>, file: &FileEntry) -> Result<()> {
-    let tmp = download_blob(agent, session, file, Flush::EachFile)?;
+    let tmp = download_blob(agent, session, file, 0o644, Flush::EachFile)?;
     let dest = cache::blob_path(&agent.state, &file.sha256);
     std::fs::rename(&tmp, &dest).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
@@ -377,6 +472,7 @@ fn download_blob(
     agent: &Agent,
     session: &Session<'_>,
     file: &FileEntry,
+    mode: u32,
     flush: Flush,
 ) -> Result<PathBuf> {
     let url = format!(
@@ -390,7 +486,7 @@ fn download_blob(
         rand::random::<u32>()
     ));
     let result = (|| {
-        let mut out = fsutil::create_new(&tmp, 0o644)?;
+        let mut out = fsutil::create_new(&tmp, mode)?;
         session.get_blob(&url, file, &mut out)?;
         if flush == Flush::EachFile {
             out.sync_all().map_err(Error::io(&tmp))?;
@@ -434,7 +530,10 @@ fn repair(
                     file,
                     path,
                     mode,
-                    Flush::EachFile,
+                    Install {
+                        flush: Flush::EachFile,
+                        fresh: &HashMap::new(),
+                    },
                     problems,
                     report,
                 )?;

@@ -41,6 +41,16 @@ pub struct EnrollResponse {
     pub fingerprint: String,
 }
 
+/// `GET /v1/key`: the controller's public key, fetched by an agent given `--public-key` so it
+/// can compare the two before it presents its enrollment token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyResponse {
+    /// The controller's minisign public key (base64 line).
+    pub public_key: String,
+    /// Its key id, as `quiver keygen` prints it.
+    pub fingerprint: String,
+}
+
 /// `POST /v1/agents/{id}/checkin`: what the agent has and what went wrong.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckinRequest {

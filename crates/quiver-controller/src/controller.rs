@@ -326,9 +326,15 @@ impl Shared {
 
     /// Appends events to the audit log (de-duplicated by key).
     pub fn audit(&self, events: Vec<(Option<String>, AuditEvent)>) -> Result<(), StateError> {
-        self.store()
-            .audit(&self.audit, events, OffsetDateTime::now_utc())
-            .map(drop)
+        let written = self
+            .store()
+            .audit(&self.audit, events, OffsetDateTime::now_utc())?;
+        // What the log records is what an operator watching the controller wants to see
+        // (a drifted or refused change, a policy change, an enrollment), one line each.
+        for r in &written {
+            tracing::info!(seq = r.seq, actors = ?r.actors, "{} {}", r.kind, r.subject);
+        }
+        Ok(())
     }
 
     /// The waker of an agent's long poll.
@@ -570,8 +576,14 @@ fn reconcile_once(shared: &Shared, w: &mut Worker) -> ReconcileReport {
     }) {
         tracing::warn!("recording the reconcile failed: {e}");
     }
-    if report.outcome == "published" {
-        tracing::info!(serial = ?report.serial, ms = report.duration_ms, "published a new snapshot");
+    match report.outcome.as_str() {
+        "published" => {
+            tracing::info!(serial = ?report.serial, head = ?report.head, ms = report.duration_ms, "published a new snapshot")
+        }
+        "unchanged" => {
+            tracing::info!(serial = ?report.serial, head = ?report.head, ms = report.duration_ms, "reconciled: the approved state is unchanged, nothing to publish")
+        }
+        _ => {}
     }
     shared.reconciled.send_replace(Some(report.clone()));
     report

@@ -22,8 +22,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use quiver_catalog::api::{
-    ApiError, CheckinRequest, CheckinResponse, EnrollRequest, EnrollResponse, PollResponse,
-    RunAssignment, RunRecord, RunRequest, RunResult, RunStatus,
+    ApiError, CheckinRequest, CheckinResponse, EnrollRequest, EnrollResponse, KeyResponse,
+    PollResponse, RunAssignment, RunRecord, RunRequest, RunResult, RunStatus,
 };
 use quiver_catalog::layout::{CATALOG_FILE, CATALOG_SIG_FILE, TIMESTAMP_FILE, TIMESTAMP_SIG_FILE};
 use quiver_catalog::{Entry, ScriptName, sha256_hex};
@@ -38,7 +38,7 @@ use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 use crate::audit::AuditEvent;
 use crate::controller::{ReconcileReport, Shared};
 use crate::reconcile::{core_platform, core_risk};
-use crate::state::{EnrollRefusal, new_run_id};
+use crate::state::{EnrollRefusal, new_run_id, token_hash};
 use crate::webhook::{self, Forge};
 
 /// Longest a long poll waits, whatever the client asks.
@@ -118,6 +118,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
             MAX_WAIT + timeout,
         ));
     let api = Router::new()
+        .route("/v1/key", get(key))
         .route("/v1/enroll", post(enroll))
         .route("/v1/agents/{id}/checkin", post(checkin))
         .route("/v1/agents/{id}/runs", post(local_run))
@@ -410,6 +411,19 @@ fn valid_device_id(id: &str) -> bool {
 
 // ---- agents ---------------------------------------------------------------------------
 
+fn token_refused(msg: &str, reason: &str) -> Fail {
+    Fail::new(StatusCode::UNAUTHORIZED, msg, reason)
+}
+
+/// `GET /v1/key`: the public key, so an agent given `--public-key` can compare it with the
+/// pinned one before it presents an enrollment token.
+async fn key(State(shared): S) -> axum::Json<KeyResponse> {
+    axum::Json(KeyResponse {
+        public_key: shared.public_key.to_base64(),
+        fingerprint: shared.public_key.fingerprint(),
+    })
+}
+
 async fn enroll(State(shared): S, body: Bytes) -> Result<Response> {
     let req: EnrollRequest = json_body(&body)?;
     if !valid_device_id(&req.device_id) {
@@ -417,46 +431,86 @@ async fn enroll(State(shared): S, body: Bytes) -> Result<Response> {
             "device_id must be 1-128 letters, digits, '-', '_' or '.'",
         ));
     }
-    if shared
-        .store()
-        .agent(&req.device_id)?
-        .is_some_and(|a| a.revoked_at.is_some())
-    {
-        return Err(Fail::new(
-            StatusCode::FORBIDDEN,
-            format!("device {} is revoked", req.device_id),
-            "revoked",
-        ));
-    }
+    let id = req.device_id.as_str();
     let now = OffsetDateTime::now_utc();
-    let verdict = shared.store().spend_enroll_token(&req.token, now)?;
-    if let Err(why) = verdict {
-        let (msg, reason) = match why {
-            EnrollRefusal::Unknown => ("unknown enrollment token", "unknown_token"),
-            EnrollRefusal::Expired => ("enrollment token expired", "expired"),
-            EnrollRefusal::UsedUp => ("enrollment token has no uses left", "used_up"),
-        };
-        return Err(Fail::new(StatusCode::UNAUTHORIZED, msg, reason));
-    }
-    let token = shared.store().enroll_agent(
-        &req.device_id,
+    // The token is checked first, so only a holder of a valid token learns whether an id is
+    // taken; a refusal spends nothing.
+    let verdict = shared.store().enroll(
+        &req.token,
+        id,
         req.platform,
         &req.labels,
         req.hostname.as_deref(),
         now,
     )?;
+    let done = match verdict {
+        Ok(done) => done,
+        Err(EnrollRefusal::AlreadyEnrolled(existing)) => {
+            shared.audit(vec![(
+                None,
+                AuditEvent::new(
+                    "agent.enroll_refused",
+                    vec!["controller".into()],
+                    format!("agent:{id}"),
+                    json!({
+                        "device": id, "reason": "already_enrolled",
+                        "platform": req.platform, "labels": req.labels,
+                        "hostname": req.hostname,
+                        "token_sha256": token_hash(&req.token),
+                        "enrolled": {
+                            "platform": existing.platform, "hostname": existing.hostname,
+                            "enrolled_at": existing.enrolled_at,
+                            "last_checkin": existing.last_checkin,
+                        },
+                    }),
+                ),
+            )])?;
+            return Err(Fail::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "device {id} is already enrolled and not revoked, so this enrollment was \
+                     refused and the enrollment token was not used. If this machine replaces \
+                     {id}, revoke it first with `quiver agents revoke {id}`, then enroll again; \
+                     otherwise enroll with another device id"
+                ),
+                "already_enrolled",
+            ));
+        }
+        Err(EnrollRefusal::Unknown) => {
+            return Err(token_refused("unknown enrollment token", "unknown_token"));
+        }
+        Err(EnrollRefusal::Expired) => {
+            return Err(token_refused("enrollment token expired", "expired"));
+        }
+        Err(EnrollRefusal::UsedUp) => {
+            return Err(token_refused(
+                "enrollment token has no uses left",
+                "used_up",
+            ));
+        }
+    };
+    let mut details = json!({
+        "platform": req.platform, "labels": req.labels, "hostname": req.hostname,
+        "token_sha256": token_hash(&req.token),
+    });
+    if let Some(old) = &done.replaced {
+        details["replaced"] = json!({
+            "enrolled_at": old.enrolled_at, "revoked_at": old.revoked_at,
+            "hostname": old.hostname, "runs_closed": done.runs_closed,
+        });
+    }
     shared.audit(vec![(
         None,
         AuditEvent::new(
             "agent.enrolled",
-            vec![req.device_id.clone()],
-            format!("agent:{}", req.device_id),
-            json!({"platform": req.platform, "labels": req.labels, "hostname": req.hostname}),
+            vec![id.to_owned()],
+            format!("agent:{id}"),
+            details,
         ),
     )])?;
     let resp = EnrollResponse {
         agent_id: req.device_id,
-        agent_token: token,
+        agent_token: done.agent_token,
         public_key: shared.public_key.to_base64(),
         fingerprint: shared.public_key.fingerprint(),
     };

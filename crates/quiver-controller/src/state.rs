@@ -171,8 +171,9 @@ pub struct ReconcileRow {
     pub duration_ms: u64,
 }
 
-/// Why an enrollment token was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why an enrollment was refused. A refused enrollment changes nothing: the token keeps its
+/// uses and no device is created or replaced.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EnrollRefusal {
     /// Not a token we issued.
     Unknown,
@@ -180,6 +181,20 @@ pub enum EnrollRefusal {
     Expired,
     /// All uses spent.
     UsedUp,
+    /// The device id belongs to an enrolled device that is not revoked: enrolling over it
+    /// would take it over (its token revoked, its runs handed to the newcomer).
+    AlreadyEnrolled(Box<AgentInfo>),
+}
+
+/// A successful enrollment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enrollment {
+    /// The new agent token (shown once).
+    pub agent_token: String,
+    /// The revoked device of the same id this enrollment replaced, if any.
+    pub replaced: Option<AgentInfo>,
+    /// Runs of the replaced device still pending or dispatched, now closed as `error`.
+    pub runs_closed: u64,
 }
 
 /// The state database.
@@ -474,38 +489,95 @@ impl Store {
         Ok(token)
     }
 
-    /// Spends one use of an enrollment token.
-    pub fn spend_enroll_token(
+    /// Enrolls device `id` with `enroll_token`, in one transaction: the token must be known,
+    /// unexpired and have a use left, and `id` must be new or revoked. Only then is one use
+    /// spent and the device stored with a fresh agent token. A revoked device enrolled again
+    /// starts from scratch (no groups, serial, check-in or problems; not revoked), and its
+    /// runs that never finished are closed as `error`, so nothing queued for the old device
+    /// reaches the new one.
+    pub fn enroll(
         &mut self,
-        token: &str,
+        enroll_token: &str,
+        id: &str,
+        platform: Platform,
+        labels: &BTreeMap<String, String>,
+        hostname: Option<&str>,
         now: OffsetDateTime,
-    ) -> Result<Result<(), EnrollRefusal>, StateError> {
+    ) -> Result<Result<Enrollment, EnrollRefusal>, StateError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let hash = token_hash(enroll_token);
         let row: Option<(String, i64)> = tx
             .query_row(
                 "SELECT expires, uses_left FROM enroll_tokens WHERE token_sha256 = ?1",
-                [token_hash(token)],
+                [&hash],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
-        let verdict = match row {
-            None => Err(EnrollRefusal::Unknown),
+        // Dropping `tx` on a refusal rolls back: nothing was written anyway.
+        match row {
+            None => return Ok(Err(EnrollRefusal::Unknown)),
             Some((expires, _)) if parse_ts(&expires).is_none_or(|e| now > e) => {
-                Err(EnrollRefusal::Expired)
+                return Ok(Err(EnrollRefusal::Expired));
             }
-            Some((_, uses)) if uses <= 0 => Err(EnrollRefusal::UsedUp),
-            Some(_) => {
-                tx.execute(
-                    "UPDATE enroll_tokens SET uses_left = uses_left - 1 WHERE token_sha256 = ?1",
-                    [token_hash(token)],
-                )?;
-                Ok(())
-            }
+            Some((_, uses)) if uses <= 0 => return Ok(Err(EnrollRefusal::UsedUp)),
+            Some(_) => {}
+        }
+        let previous = StoreRef(&tx).agents_where("WHERE id = ?1", [id])?.pop();
+        if let Some(p) = previous.as_ref().filter(|p| p.revoked_at.is_none()) {
+            return Ok(Err(EnrollRefusal::AlreadyEnrolled(Box::new(p.clone()))));
+        }
+        tx.execute(
+            "UPDATE enroll_tokens SET uses_left = uses_left - 1 WHERE token_sha256 = ?1",
+            [&hash],
+        )?;
+        let agent_token = new_token("qva_");
+        tx.execute(
+            "INSERT INTO agents(id, token_sha256, platform, labels, hostname, enrolled_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT(id) DO UPDATE SET token_sha256 = excluded.token_sha256,
+               platform = excluded.platform, labels = excluded.labels,
+               hostname = excluded.hostname, enrolled_at = excluded.enrolled_at,
+               groups = '[]', applied_serial = NULL, last_checkin = NULL, errors = '[]',
+               agent_version = NULL, scripts = '[]', revoked_at = NULL",
+            params![
+                id,
+                token_hash(&agent_token),
+                platform.to_string(),
+                serde_json::to_string(labels)?,
+                hostname,
+                ts(now)
+            ],
+        )?;
+        let runs_closed = if previous.is_some() {
+            let result = RunResult {
+                exit_code: None,
+                duration_ms: 0,
+                timed_out: false,
+                stdout_tail: String::new(),
+                stderr_tail: String::new(),
+                truncated: false,
+                output_sha256: quiver_catalog::sha256_hex(b""),
+                output_bytes: 0,
+                error: Some(format!(
+                    "closed: device {id} was revoked and enrolled again before this run finished"
+                )),
+            };
+            tx.execute(
+                "UPDATE runs SET status = 'error', result = ?2, finished_at = ?3
+                 WHERE device = ?1 AND status IN ('pending', 'dispatched', 'running')",
+                params![id, serde_json::to_string(&result)?, ts(now)],
+            )? as u64
+        } else {
+            0
         };
         tx.commit()?;
-        Ok(verdict)
+        Ok(Ok(Enrollment {
+            agent_token,
+            replaced: previous,
+            runs_closed,
+        }))
     }
 
     /// Creates an API token for a member; returns the token (shown once).
@@ -535,35 +607,6 @@ impl Store {
     }
 
     // ---- agents ----------------------------------------------------------------------
-
-    /// Enrolls (or re-enrolls) a device with a fresh agent token; returns the token.
-    /// A revoked device stays revoked.
-    pub fn enroll_agent(
-        &self,
-        id: &str,
-        platform: Platform,
-        labels: &BTreeMap<String, String>,
-        hostname: Option<&str>,
-        now: OffsetDateTime,
-    ) -> Result<String, StateError> {
-        let token = new_token("qva_");
-        self.conn.execute(
-            "INSERT INTO agents(id, token_sha256, platform, labels, hostname, enrolled_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT(id) DO UPDATE SET token_sha256 = excluded.token_sha256,
-               platform = excluded.platform, labels = excluded.labels,
-               hostname = excluded.hostname, enrolled_at = excluded.enrolled_at",
-            params![
-                id,
-                token_hash(&token),
-                platform.to_string(),
-                serde_json::to_string(labels)?,
-                hostname,
-                ts(now)
-            ],
-        )?;
-        Ok(token)
-    }
 
     /// Whether `token` is the agent's current token: `None` for an unknown agent or a wrong
     /// token, `Some(revoked)` otherwise.
@@ -639,57 +682,7 @@ impl Store {
         filter: &str,
         p: P,
     ) -> Result<Vec<AgentInfo>, StateError> {
-        let mut stmt = self.conn.prepare(&format!(
-            "SELECT id, platform, labels, hostname, groups, applied_serial, last_checkin,
-                    errors, agent_version, enrolled_at, revoked_at FROM agents {filter} ORDER BY id"
-        ))?;
-        type Row = (
-            String,
-            String,
-            String,
-            Option<String>,
-            String,
-            Option<i64>,
-            Option<String>,
-            String,
-            Option<String>,
-            String,
-            Option<String>,
-        );
-        let rows: Vec<Row> = stmt
-            .query_map(p, |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                    r.get(8)?,
-                    r.get(9)?,
-                    r.get(10)?,
-                ))
-            })?
-            .collect::<Result<_, _>>()?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(AgentInfo {
-                    id: r.0,
-                    platform: serde_json::from_value(serde_json::Value::String(r.1))?,
-                    labels: serde_json::from_str(&r.2)?,
-                    hostname: r.3,
-                    groups: serde_json::from_str(&r.4)?,
-                    applied_serial: r.5.map(|s| s as u64),
-                    last_checkin: r.6,
-                    errors: serde_json::from_str(&r.7)?,
-                    agent_version: r.8,
-                    enrolled_at: r.9,
-                    revoked_at: r.10,
-                })
-            })
-            .collect()
+        StoreRef(&self.conn).agents_where(filter, p)
     }
 
     // ---- runs ------------------------------------------------------------------------
@@ -842,6 +835,64 @@ impl Store {
 struct StoreRef<'a>(&'a Connection);
 
 impl StoreRef<'_> {
+    fn agents_where<P: rusqlite::Params>(
+        &self,
+        filter: &str,
+        p: P,
+    ) -> Result<Vec<AgentInfo>, StateError> {
+        let mut stmt = self.0.prepare(&format!(
+            "SELECT id, platform, labels, hostname, groups, applied_serial, last_checkin,
+                    errors, agent_version, enrolled_at, revoked_at FROM agents {filter} ORDER BY id"
+        ))?;
+        type Row = (
+            String,
+            String,
+            String,
+            Option<String>,
+            String,
+            Option<i64>,
+            Option<String>,
+            String,
+            Option<String>,
+            String,
+            Option<String>,
+        );
+        let rows: Vec<Row> = stmt
+            .query_map(p, |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
+                    r.get(9)?,
+                    r.get(10)?,
+                ))
+            })?
+            .collect::<Result<_, _>>()?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(AgentInfo {
+                    id: r.0,
+                    platform: serde_json::from_value(serde_json::Value::String(r.1))?,
+                    labels: serde_json::from_str(&r.2)?,
+                    hostname: r.3,
+                    groups: serde_json::from_str(&r.4)?,
+                    applied_serial: r.5.map(|s| s as u64),
+                    last_checkin: r.6,
+                    errors: serde_json::from_str(&r.7)?,
+                    agent_version: r.8,
+                    enrolled_at: r.9,
+                    revoked_at: r.10,
+                })
+            })
+            .collect()
+    }
+
     fn runs_where<P: rusqlite::Params>(
         &self,
         filter: &str,
@@ -913,6 +964,22 @@ mod tests {
         OffsetDateTime::now_utc()
     }
 
+    fn enroll(s: &mut Store, token: &str, id: &str) -> Result<Enrollment, EnrollRefusal> {
+        let labels = BTreeMap::from([("site".to_string(), "hq".to_string())]);
+        s.enroll(token, id, Platform::Linux, &labels, Some("h1"), now())
+            .expect("db")
+    }
+
+    fn uses_left(s: &Store, token: &str) -> i64 {
+        s.conn
+            .query_row(
+                "SELECT uses_left FROM enroll_tokens WHERE token_sha256 = ?1",
+                [token_hash(token)],
+                |r| r.get(0),
+            )
+            .expect("token row")
+    }
+
     #[test]
     fn enroll_tokens_expire_and_run_out() {
         let mut s = Store::open_in_memory().expect("db");
@@ -920,31 +987,112 @@ mod tests {
             .create_enroll_token(now() + time::Duration::hours(1), 1, now())
             .expect("token");
         assert!(t.starts_with("qve_") && t.len() == 68);
-        assert_eq!(s.spend_enroll_token(&t, now()).expect("db"), Ok(()));
+        assert!(enroll(&mut s, &t, "host-1").is_ok());
+        assert_eq!(enroll(&mut s, &t, "host-2"), Err(EnrollRefusal::UsedUp));
         assert_eq!(
-            s.spend_enroll_token(&t, now()).expect("db"),
-            Err(EnrollRefusal::UsedUp)
-        );
-        assert_eq!(
-            s.spend_enroll_token("qve_nope", now()).expect("db"),
+            enroll(&mut s, "qve_nope", "host-2"),
             Err(EnrollRefusal::Unknown)
         );
         let t = s
             .create_enroll_token(now() - time::Duration::seconds(1), 5, now())
             .expect("token");
+        assert_eq!(enroll(&mut s, &t, "host-2"), Err(EnrollRefusal::Expired));
+        assert_eq!(uses_left(&s, &t), 5);
+        assert_eq!(s.agents().expect("db").len(), 1, "no device for refusals");
+    }
+
+    #[test]
+    fn an_enrolled_device_cannot_be_taken_over_until_revoked() {
+        let mut s = Store::open_in_memory().expect("db");
+        let t = s
+            .create_enroll_token(now() + time::Duration::hours(1), 2, now())
+            .expect("token");
+        let first = enroll(&mut s, &t, "host-1").expect("enroll");
+        assert_eq!(first.replaced, None);
+        s.checkin(
+            "host-1",
+            Platform::Linux,
+            &BTreeMap::new(),
+            &["linux".into()],
+            Some(3),
+            &[],
+            &serde_json::json!([]),
+            "0.1.0",
+            now(),
+        )
+        .expect("checkin");
+        let run = RunRecord {
+            id: new_run_id(),
+            device: "host-1".into(),
+            script: "ps".into(),
+            version: Some(1),
+            params: BTreeMap::new(),
+            requested_by: "bob".into(),
+            status: RunStatus::Pending,
+            requested_at: now(),
+            finished_at: None,
+            result: None,
+        };
+        s.insert_run(&run, false).expect("run");
+
+        // Active: refused, the token's use kept, the device and its token untouched.
+        match enroll(&mut s, &t, "host-1") {
+            Err(EnrollRefusal::AlreadyEnrolled(a)) => {
+                assert_eq!(a.id, "host-1");
+                assert!(a.last_checkin.is_some());
+            }
+            other => panic!("expected AlreadyEnrolled, got {other:?}"),
+        }
+        assert_eq!(uses_left(&s, &t), 1);
         assert_eq!(
-            s.spend_enroll_token(&t, now()).expect("db"),
-            Err(EnrollRefusal::Expired)
+            s.check_agent_token("host-1", &first.agent_token)
+                .expect("db"),
+            Some(false)
+        );
+        assert!(s.has_pending("host-1").expect("db"));
+
+        // Revoked: enrolls again from scratch, and the old device's run is closed.
+        assert!(s.revoke_agent("host-1", now()).expect("db"));
+        let second = enroll(&mut s, &t, "host-1").expect("re-enroll");
+        assert_eq!(uses_left(&s, &t), 0);
+        let replaced = second.replaced.expect("replaced");
+        assert!(replaced.revoked_at.is_some());
+        assert_eq!(second.runs_closed, 1);
+        let a = s.agent("host-1").expect("db").expect("agent");
+        assert_eq!(a.revoked_at, None);
+        assert_eq!(a.last_checkin, None);
+        assert_eq!(a.applied_serial, None);
+        assert!(a.groups.is_empty());
+        assert_eq!(
+            s.check_agent_token("host-1", &first.agent_token)
+                .expect("db"),
+            None,
+            "the old token stays dead"
+        );
+        assert_eq!(
+            s.check_agent_token("host-1", &second.agent_token)
+                .expect("db"),
+            Some(false)
+        );
+        assert!(!s.has_pending("host-1").expect("db"));
+        let closed = s.run(&run.id).expect("db").expect("run");
+        assert_eq!(closed.status, RunStatus::Error);
+        assert!(
+            closed
+                .result
+                .and_then(|r| r.error)
+                .is_some_and(|e| e.contains("revoked and enrolled again"))
         );
     }
 
     #[test]
     fn agents_enroll_check_in_and_revoke() {
-        let s = Store::open_in_memory().expect("db");
+        let mut s = Store::open_in_memory().expect("db");
         let labels = BTreeMap::from([("site".to_string(), "hq".to_string())]);
-        let token = s
-            .enroll_agent("host-1", Platform::Linux, &labels, Some("h1"), now())
-            .expect("enroll");
+        let t = s
+            .create_enroll_token(now() + time::Duration::hours(1), 1, now())
+            .expect("token");
+        let token = enroll(&mut s, &t, "host-1").expect("enroll").agent_token;
         assert_eq!(
             s.check_agent_token("host-1", &token).expect("db"),
             Some(false)

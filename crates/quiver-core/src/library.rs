@@ -9,7 +9,7 @@ use crate::diag::{ConfigError, Location};
 use crate::manifest::{Launch, Manifest, check_script_name};
 use crate::policy::Policy;
 use crate::tree::{FileTree, TreeEntry};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 /// The manifest file name.
 pub const MANIFEST: &str = "script.toml";
@@ -106,13 +106,14 @@ impl Library {
             })
             .collect();
         dirs.sort();
-        // A script folder inside another is ambiguous: refuse the inner one.
-        let mut outer: Vec<String> = Vec::new();
+        // A script folder inside another is ambiguous: refuse the inner one. Folders are
+        // looked up by their ancestors (a handful per path) rather than by scanning every
+        // script folder for each path, so a library of thousands of scripts assembles in
+        // time proportional to its files.
+        let mut outer: HashSet<String> = HashSet::new();
         for d in dirs {
-            if let Some(o) = outer
-                .iter()
-                .find(|o| o.is_empty() || d.starts_with(&format!("{o}/")))
-            {
+            // Sorted, so every ancestor of `d` that is a script folder is already in `outer`.
+            if let Some(o) = enclosing(&outer, &d) {
                 lib.broken.push(BrokenScript {
                     dir: d.clone(),
                     errors: vec![ConfigError::new(
@@ -123,13 +124,9 @@ impl Library {
                 });
                 continue;
             }
-            outer.push(d);
+            outer.insert(d);
         }
-        let in_script = |path: &str| -> Option<&String> {
-            outer
-                .iter()
-                .find(|d| d.is_empty() || path.starts_with(&format!("{d}/")))
-        };
+        let in_script = |path: &str| -> Option<&String> { enclosing(&outer, path) };
         let mut by_dir: BTreeMap<String, BTreeMap<String, TreeEntry>> = BTreeMap::new();
         for (path, entry) in tree.iter() {
             if let Some(d) = in_script(path) {
@@ -271,6 +268,16 @@ impl Library {
     pub fn script(&self, name: &str) -> Option<&Script> {
         self.scripts.iter().find(|s| s.name == name)
     }
+}
+
+/// The outermost folder of `dirs` that holds `path` (the library root `""` holds
+/// everything): the first of `path`'s proper ancestors, shortest first, that is in `dirs`.
+fn enclosing<'a>(dirs: &'a HashSet<String>, path: &str) -> Option<&'a String> {
+    if let Some(root) = dirs.get("") {
+        return Some(root);
+    }
+    path.match_indices('/')
+        .find_map(|(i, _)| dirs.get(&path[..i]))
 }
 
 #[cfg(test)]

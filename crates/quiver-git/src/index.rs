@@ -463,6 +463,10 @@ struct Runtime {
     root_manifest: Option<(Oid, bool)>,
     /// The commit being processed changed the approved state.
     changed: bool,
+    /// The last [`Index::approved_state`] and the `last_commit` it was computed at: a
+    /// controller asks for it on every reconcile, and when nothing was committed the
+    /// answer is the same, so it is not rebuilt (2,000 scripts took 20 ms).
+    approved: Option<(Option<String>, Arc<ApprovedState>)>,
 }
 
 /// The version index of one branch of one repository. Serialize it to persist it.
@@ -762,6 +766,7 @@ impl Index {
         }
         self.rt.reach.clear();
         self.rt.reach_complete = false;
+        self.rt.approved = None;
         let commits = match &self.last_commit {
             None => match self.initialize(repo, head) {
                 Ok(commits) => commits,
@@ -2052,7 +2057,21 @@ impl Index {
 
     /// What the controller publishes from: every deployable script's latest approved
     /// version with its manifest, and the scripts that are not approved, with reasons.
-    pub fn approved_state(&mut self, repo: &Repo) -> Result<ApprovedState, Error> {
+    ///
+    /// The result is kept until the index moves to another commit, so asking again when
+    /// nothing changed costs a pointer copy.
+    pub fn approved_state(&mut self, repo: &Repo) -> Result<Arc<ApprovedState>, Error> {
+        if let Some((at, state)) = &self.rt.approved
+            && *at == self.last_commit
+        {
+            return Ok(state.clone());
+        }
+        let state = Arc::new(self.build_approved_state(repo)?);
+        self.rt.approved = Some((self.last_commit.clone(), state.clone()));
+        Ok(state)
+    }
+
+    fn build_approved_state(&mut self, repo: &Repo) -> Result<ApprovedState, Error> {
         self.ensure_runtime(repo)?;
         let mut scripts = Vec::new();
         let mut problems = Vec::new();

@@ -72,7 +72,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", error_line(&err));
             ExitCode::from(2)
         }
     }
@@ -91,4 +91,22 @@ fn init_tracing(format: &str) {
     } else {
         builder.init();
     }
+}
+
+/// The error and its causes as one line, `a: b: c`, leaving out a cause whose text the
+/// line already holds: many errors repeat their source in their own message, and
+/// `{:#}` would print it twice (`No such file or directory (os error 2)` three times).
+fn error_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }

@@ -106,27 +106,51 @@ fn from_utf16(bytes: &[u8], encoding: TextEncoding) -> Result<Decoded<'_>, Decod
             reason: "odd number of bytes in UTF-16 text",
         });
     }
-    let units = bytes.chunks_exact(2).map(|p| match encoding {
-        TextEncoding::Utf16Be => u16::from_be_bytes([p[0], p[1]]),
-        _ => u16::from_le_bytes([p[0], p[1]]),
-    });
-    let mut text = String::with_capacity(bytes.len() / 2);
-    let mut at = 2;
-    for c in char::decode_utf16(units) {
-        match c {
-            Ok(c) => {
-                at += 2 * c.len_utf16();
-                text.push(c);
-            }
-            Err(_) => {
-                return Err(DecodeError {
-                    encoding,
-                    offset: at,
-                    reason: "unpaired UTF-16 surrogate",
-                });
-            }
+    let be = encoding == TextEncoding::Utf16Be;
+    let unit = |i: usize| {
+        let pair = [bytes[i], bytes[i + 1]];
+        if be {
+            u16::from_be_bytes(pair)
+        } else {
+            u16::from_le_bytes(pair)
         }
+    };
+    // Scripts saved as UTF-16 are mostly ASCII: copy those units as bytes and decode only
+    // the rest (a per-char iterator made UTF-16 files the slowest part of a content scan).
+    let mut out: Vec<u8> = Vec::with_capacity(bytes.len() / 2);
+    let mut i = 0;
+    // Offsets count the 2-byte BOM before `bytes`.
+    let bad = |i: usize| DecodeError {
+        encoding,
+        offset: i + 2,
+        reason: "unpaired UTF-16 surrogate",
+    };
+    while i < bytes.len() {
+        let u = unit(i);
+        if u < 0x80 {
+            out.push(u as u8);
+            i += 2;
+            continue;
+        }
+        let (c, width) = if (0xD800..0xDC00).contains(&u) {
+            let low = (i + 2 < bytes.len()).then(|| unit(i + 2));
+            match low.filter(|l| (0xDC00..0xE000).contains(l)) {
+                Some(l) => {
+                    let scalar =
+                        0x10000 + ((u32::from(u) - 0xD800) << 10) + (u32::from(l) - 0xDC00);
+                    (char::from_u32(scalar).ok_or_else(|| bad(i))?, 4)
+                }
+                None => return Err(bad(i)),
+            }
+        } else {
+            (char::from_u32(u32::from(u)).ok_or_else(|| bad(i))?, 2)
+        };
+        let mut buf = [0u8; 4];
+        out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+        i += width;
     }
+    // Only whole chars were written, so this cannot fail; map it all the same.
+    let text = String::from_utf8(out).map_err(|e| bad(e.utf8_error().valid_up_to()))?;
     Ok(Decoded {
         text: Cow::Owned(text),
         encoding,
@@ -206,6 +230,16 @@ mod tests {
         // A lone high surrogate followed by an ordinary character.
         let e = decode(b"\xFF\xFEa\x00\x00\xD8b\x00").unwrap_err();
         assert_eq!(e.offset, 4);
+        // A lone low surrogate, and a high surrogate that ends the file (big-endian).
+        let e = decode(b"\xFF\xFEa\x00b\x00\x00\xDC").unwrap_err();
+        assert_eq!(e.offset, 6);
+        let e = decode(b"\xFE\xFF\x00a\xD8\x00").unwrap_err();
+        assert_eq!(e.offset, 4);
+        // Every kind of unit, both byte orders, as the standard library decodes them.
+        let text = "ascii \u{e9}\u{2013}\u{FFFD}\u{10000}\u{1F600}\u{10FFFF}\r\nend";
+        for be in [false, true] {
+            assert_eq!(decode(&utf16(text, be)).unwrap().text, text);
+        }
     }
 
     #[test]

@@ -210,10 +210,27 @@ pub(crate) fn parse(lang: Language, text: &str, want_commands: bool) -> Option<P
             node.has_error()
         });
     }
-    parsed.error_count = errors.len();
+    // Reserved words where bash rejects them (`fi` as a command, `then fi`): error
+    // recovery reads them as plain words, so the tree alone does not show them.
+    let strays = match lang {
+        Language::Shell => stray_reserved_words(&tree, text),
+        _ => Vec::new(),
+    };
+    parsed.error_count = errors.len() + strays.len();
     // The first error decides: after a construct the grammar lacks, error recovery
     // often reports follow-on errors in valid code, so later errors are not judged.
-    parsed.error = errors.first().map(|n| describe_error(lang, *n, text));
+    let first_tree_error = errors.first().map(|n| {
+        (
+            *n,
+            error_point(lang, *n, text).map_or(n.start_byte(), |p| p.0),
+        )
+    });
+    parsed.error = match (first_tree_error, strays.first()) {
+        (Some((_, at)), Some(stray)) if stray.0 < at => Some(stray_error(stray)),
+        (None, Some(stray)) => Some(stray_error(stray)),
+        (Some((node, _)), _) => Some(describe_error(lang, node, text)),
+        (None, None) => None,
+    };
     let mut commands = Vec::new();
     let mut assignments = Vec::new();
     if want_commands {
@@ -358,27 +375,307 @@ fn describe_error(lang: Language, node: Node<'_>, text: &str) -> SyntaxError {
     } else {
         None
     };
-    let offset = match &unclosed {
-        Some(u) if !indented_to(text, u.offset, node.start_byte()) => u.offset,
+    let known_gap = if node.is_missing() {
+        // A missing token is a real error, except the `;` the grammar wants after a
+        // script that is only a param(...) block.
+        (lang == Language::Powershell)
+            .then(|| param_only_gap(node))
+            .flatten()
+    } else if lang == Language::Powershell {
+        powershell_gap(node, text)
+    } else {
+        shell_gap(node, text)
+    };
+    // An ERROR that swallowed valid statements before the break: report the break.
+    let point = if unclosed.is_none() && !at_end && known_gap.is_none() {
+        error_point(lang, node, text)
+    } else {
+        None
+    };
+    let (offset, message) = match (&unclosed, point) {
+        (_, Some((at, token))) => (at, format!("unexpected `{token}`")),
+        (Some(u), _) if !indented_to(text, u.offset, node.start_byte()) => (u.offset, message),
         // After the last token rather than on the empty line after the final newline.
-        _ if at_end => text[..node.start_byte()].trim_end().len(),
-        _ => node.start_byte(),
+        _ if at_end => (text[..node.start_byte()].trim_end().len(), message),
+        _ => (node.start_byte(), message),
     };
     SyntaxError {
         offset,
         unclosed,
         message,
-        known_gap: if node.is_missing() {
-            // A missing token is a real error, except the `;` the grammar wants after a
-            // script that is only a param(...) block.
-            (lang == Language::Powershell)
-                .then(|| param_only_gap(node))
-                .flatten()
-        } else if lang == Language::Powershell {
-            powershell_gap(node, text)
-        } else {
-            shell_gap(node, text)
-        },
+        known_gap,
+    }
+}
+
+/// Where bash stops in a tree error, when that is not where the parser put it (`None`
+/// for PowerShell, and to keep the parser's position):
+/// - an ERROR that recovery started early (often at the top of the file, taking in the
+///   valid statements before the break): a token that wants a command followed by a
+///   reserved word (`if then`, `while do`), else the first token after the complete
+///   statements, else the text after them;
+/// - a MISSING `;` before a reserved word (`if …; fi fi`): that word.
+fn error_point(lang: Language, node: Node<'_>, text: &str) -> Option<(usize, String)> {
+    if lang != Language::Shell {
+        return None;
+    }
+    if node.is_missing() {
+        // `if …; fi fi`: the grammar wants a `;` before the second `fi`; bash stops at it.
+        return (node.kind() == ";")
+            .then(|| next_non_comment(node))
+            .flatten()
+            .and_then(|next| reserved_command_word(next, text));
+    }
+    if !node.is_error() {
+        return None;
+    }
+    let mut c = node.walk();
+    let children: Vec<Node<'_>> = node.children(&mut c).collect();
+    // Recovery flattens the tokens of the valid constructs around the break into the
+    // ERROR (`for f in *; do` before an `if then`), so a loose token is no proof of an
+    // error; a token that wants a command followed by a reserved word is.
+    for (i, ch) in children.iter().enumerate() {
+        if ch.is_named() || !EXPECTS_COMMAND.contains(&ch.kind()) {
+            continue;
+        }
+        if let Some(next) = children[i + 1..].iter().find(|n| n.kind() != "comment")
+            && let Some(word) = reserved_command_word(*next, text)
+        {
+            return Some(word);
+        }
+    }
+    // Otherwise the first loose token, when complete statements come before it.
+    let mut statements_before = false;
+    for ch in &children {
+        if (ch.is_named() && !ch.is_error()) || matches!(ch.kind(), ";" | "&" | "\n") {
+            statements_before |= ch.is_named() && ch.kind() != "comment";
+            continue;
+        }
+        return statements_before.then(|| {
+            let token = text.get(ch.byte_range()).unwrap_or("").trim();
+            (ch.start_byte(), token.chars().take(40).collect())
+        });
+    }
+    // Only complete statements: the break is the text after them (`{ :; } }`).
+    let last_end = children.last().map_or(node.start_byte(), |n| n.end_byte());
+    let rest = text.get(last_end..node.end_byte()).unwrap_or("");
+    let at = last_end + (rest.len() - rest.trim_start().len());
+    let token: String = rest
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .chars()
+        .take(40)
+        .collect();
+    (statements_before && !token.is_empty()).then_some((at, token))
+}
+
+/// The next sibling that is not a comment.
+fn next_non_comment(node: Node<'_>) -> Option<Node<'_>> {
+    std::iter::successors(node.next_sibling(), |n| n.next_sibling()).find(|n| n.kind() != "comment")
+}
+
+/// The bytes that end an unquoted word for bash (blanks and metacharacters).
+const WORD_END: &[u8] = b" \t\r\n;&|()<>";
+
+/// Whether a word ending at `end` ends there for bash too: `fi#c` is one word to bash
+/// (a `#` inside a word starts no comment), and `}x` is not `}`.
+fn word_ends(text: &str, end: usize) -> bool {
+    text.as_bytes()
+        .get(end)
+        .is_none_or(|b| WORD_END.contains(b))
+}
+
+// ---------------------------------------------------------------------------------------
+// Reserved words bash rejects
+
+/// Reserved words that bash rejects as the first word of a simple command (verified with
+/// `bash -n`, bash 5.2): closers and the middle of compound commands. The openers (`if`,
+/// `while`, `{`, `[[`, `!`, `time`, …) begin a construct the grammar parses as one.
+const STRAY_RESERVED: &[&str] = &[
+    "fi", "then", "else", "elif", "done", "do", "esac", "in", "}", "]]",
+];
+
+/// Reserved words that open a compound command. The grammar parses them as constructs,
+/// except after `!`, `time` and `coproc` (`! if …`, `time { …; }`), which it reads as
+/// a simple command with plain words: from there on the tree no longer follows bash.
+const OPENERS: &[&str] = &[
+    "{", "if", "while", "until", "for", "select", "case", "function", "[[", "coproc", "!",
+];
+
+/// Tokens after which bash reads a command, so a reserved word there is a stray.
+const EXPECTS_COMMAND: &[&str] = &[
+    "if", "then", "elif", "else", "while", "until", "do", "{", "(", "$(", "!", "&&", "||", "|",
+    "|&",
+];
+
+/// `(offset, word)` of the word in command position of a `command` node (see
+/// [`command_word`]) when it is a stray reserved word.
+fn reserved_command_word(node: Node<'_>, text: &str) -> Option<(usize, String)> {
+    if node.kind() != "command" {
+        return None;
+    }
+    let (at, word) = command_word(node, text)?;
+    STRAY_RESERVED
+        .contains(&word)
+        .then(|| (at, word.to_string()))
+}
+
+/// A non-missing closing token `node` (`fi`, `done`, `}`, …) as a stray.
+fn token_at(node: Option<Node<'_>>, text: &str) -> Option<(usize, String)> {
+    let node = node.filter(|n| !n.is_missing() && !n.is_named())?;
+    Some((node.start_byte(), text.get(node.byte_range())?.to_string()))
+}
+
+/// The first child after the one of kind `after`, skipping comments.
+fn child_after<'t>(node: Node<'t>, after: &str) -> Option<Node<'t>> {
+    let mut c = node.walk();
+    let mut children = node.children(&mut c).filter(|n| n.kind() != "comment");
+    children.find(|n| n.kind() == after)?;
+    children.next()
+}
+
+/// Whether `node` has nothing but comments after its child of kind `after` (`else`
+/// alone, `then` as the last token of an `elif` clause).
+fn body_empty_after(node: Node<'_>, after: &str) -> bool {
+    let mut c = node.walk();
+    let rest: Vec<Node<'_>> = node
+        .children(&mut c)
+        .filter(|n| n.kind() != "comment")
+        .skip_while(|n| n.kind() != after)
+        .collect();
+    rest.len() == 1
+}
+
+/// Reserved words bash rejects that tree-sitter-bash accepts, sorted by offset, outside
+/// ERROR nodes (what recovery makes of those is judged with the ERROR): a reserved word as
+/// a command (`fi`, `echo x; then`, `time fi`), as a function name (`done() {…}`), as the
+/// closer of an empty body (`then fi`, `do done`, `{ }`), and the `}` of a group whose
+/// `{` is glued to a word (`{echo; }`: bash reads `{echo` as a command). Not inside a
+/// here-document or backquotes, which `bash -n` does not parse.
+fn stray_reserved_words(tree: &Tree, text: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    // Where the tree stops following bash (a compound command after `!`, `time` or
+    // `coproc`): reserved words after it are not judged.
+    let mut lost = usize::MAX;
+    walk(tree, |node, _| {
+        match node.kind() {
+            "ERROR" | "heredoc_body" => return false,
+            "command_substitution" if node.child(0).is_some_and(|c| c.kind() == "`") => {
+                return false;
+            }
+            "command" => match command_word(node, text) {
+                Some((at, word)) if STRAY_RESERVED.contains(&word) => {
+                    out.push((at, word.to_string()));
+                }
+                Some((_, word)) if OPENERS.contains(&word) => lost = lost.min(node.start_byte()),
+                _ => {}
+            },
+            "function_definition" => {
+                // `fi() {…}`; `function fi {…}` is allowed.
+                if let Some(name) = node.child(0).filter(|n| n.kind() == "word")
+                    && let Some(raw) = text.get(name.byte_range())
+                    && STRAY_RESERVED.contains(&raw)
+                    && word_ends(text, name.end_byte())
+                {
+                    out.push((name.start_byte(), raw.to_string()));
+                }
+            }
+            "if_statement" => {
+                // `then` straight followed by `fi`, `elif` or `else`.
+                let next = child_after(node, "then");
+                let stray = match next.map(|n| n.kind()) {
+                    Some("elif_clause" | "else_clause") => next.and_then(|n| n.child(0)),
+                    _ => next,
+                };
+                out.extend(token_at(stray, text));
+            }
+            "elif_clause" | "else_clause" => {
+                let opener = if node.kind() == "elif_clause" {
+                    "then"
+                } else {
+                    "else"
+                };
+                if body_empty_after(node, opener) {
+                    let next = next_non_comment(node);
+                    let next = match next.map(|n| n.kind()) {
+                        Some("elif_clause" | "else_clause") => next.and_then(|n| n.child(0)),
+                        _ => next,
+                    };
+                    out.extend(token_at(next, text));
+                }
+            }
+            "do_group" => {
+                if let Some(t) =
+                    token_at(child_after(node, "do"), text).filter(|(_, t)| t == "done")
+                {
+                    out.push(t);
+                }
+            }
+            "compound_statement" => {
+                let open = node.child(0).filter(|n| n.kind() == "{");
+                let close = node
+                    .child(node.child_count().saturating_sub(1))
+                    .filter(|n| n.kind() == "}" && !n.is_missing());
+                if let (Some(open), Some(close)) = (open, close) {
+                    let glued = !word_ends(text, open.end_byte());
+                    if glued
+                        && node
+                            .parent()
+                            .is_some_and(|p| p.kind() == "function_definition")
+                    {
+                        // `f(){echo; }`: bash stops at the word `{echo`.
+                        let rest = &text[open.start_byte()..];
+                        let end = rest
+                            .bytes()
+                            .position(|b| WORD_END.contains(&b))
+                            .unwrap_or(rest.len());
+                        out.push((open.start_byte(), rest[..end].to_string()));
+                    } else if glued || child_after(node, "{").is_some_and(|n| n.id() == close.id())
+                    {
+                        out.extend(token_at(Some(close), text));
+                    }
+                }
+            }
+            _ => {}
+        }
+        true
+    });
+    out.retain(|(at, _)| *at < lost);
+    out.sort();
+    out
+}
+
+/// The word bash reads in command position of a simple command, when it is unquoted and
+/// unescaped, with its offset: the name, or after `time` (which the grammar reads as a
+/// command, bash as a reserved word taking a pipeline) the first word after `-p`, `--`
+/// and `!`. `None` after an assignment or redirection (`FOO=1 fi`, `> x fi`: there
+/// bash reads a plain word) and for a word that runs on for bash (`fi#c`).
+fn command_word<'a>(node: Node<'_>, text: &'a str) -> Option<(usize, &'a str)> {
+    let name = node.child_by_field_name("name")?;
+    if node.child(0)?.id() != name.id() {
+        return None;
+    }
+    let mut word = name;
+    if text.get(name.byte_range())? == "time" {
+        let mut c = node.walk();
+        let arg = node
+            .children_by_field_name("argument", &mut c)
+            .find(|a| !matches!(text.get(a.byte_range()), Some("-p" | "--" | "!")));
+        match arg {
+            Some(arg) => word = arg,
+            None => return None,
+        }
+    }
+    let raw = text.get(word.byte_range())?;
+    word_ends(text, word.end_byte()).then_some((word.start_byte(), raw))
+}
+
+fn stray_error((offset, token): &(usize, String)) -> SyntaxError {
+    SyntaxError {
+        offset: *offset,
+        message: format!("unexpected `{token}`"),
+        known_gap: None,
+        unclosed: None,
     }
 }
 

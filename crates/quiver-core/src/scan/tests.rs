@@ -521,6 +521,151 @@ fn unclosed_constructs_are_reported_where_they_open() {
     assert_eq!(finding(&r, "syntax.shell").location.line, Some(3));
 }
 
+/// A bash entry whose fourth line is `line`, between valid lines.
+fn sh_line4(line: &str) -> Vec<F> {
+    sh(&format!(
+        "#!/usr/bin/env bash\nset -u\necho a\n{line}\necho b\n"
+    ))
+}
+
+#[test]
+fn reserved_words_bash_rejects_are_errors_where_they_are() {
+    // tree-sitter-bash reads a reserved word it does not expect as a plain command word;
+    // bash refuses it. Each row: the fourth line, where `bash -n` (5.2) stops, the word
+    // it names, and a near miss that bash accepts.
+    for (line, at, word, near_miss) in [
+        ("fi", "4:1", "fi", "\"fi\""),
+        ("done", "4:1", "done", "\\done"),
+        ("esac", "4:1", "esac", "echo esac"),
+        ("}", "4:1", "}", "echo }"),
+        ("echo x; then", "4:9", "then", "echo x; echo then"),
+        ("else", "4:1", "else", "'else'"),
+        ("elif", "4:1", "elif", "elif=1"),
+        ("do", "4:1", "do", "FOO=1 do"),
+        ("in x", "4:1", "in", "x in"),
+        ("]]", "4:1", "]]", "[[ -n x ]]"),
+        ("echo x && fi", "4:11", "fi", "echo x && echo fi"),
+        ("echo x | done", "4:10", "done", "echo x | grep done"),
+        ("(fi)", "4:2", "fi", "(echo fi)"),
+        ("echo \"$(esac)\"", "4:9", "esac", "echo \"`esac`\""),
+        ("! fi", "4:3", "fi", "! true"),
+        ("time -p fi", "4:9", "fi", "\\time fi"),
+        ("fi > /dev/null", "4:1", "fi", "> /dev/null fi"),
+        ("done() { :; }", "4:1", "done", "function done { :; }"),
+        // The closer of an empty body.
+        ("if true; then fi", "4:15", "fi", "if true; then :; fi"),
+        (
+            "if true; then :; else # c\nfi",
+            "5:1",
+            "fi",
+            "if true; then :; else :; fi",
+        ),
+        (
+            "for x in a; do done",
+            "4:16",
+            "done",
+            "for x in a; do :; done",
+        ),
+        ("{ }", "4:3", "}", "{ :; }"),
+        // `{echo` is one word to bash.
+        ("{echo; }", "4:8", "}", "{ echo;}"),
+        ("f(){echo; }", "4:4", "{echo", "f(){ echo;}"),
+        (
+            "if true; then :; fi fi",
+            "4:21",
+            "fi",
+            "if true; then :; fi; echo fi",
+        ),
+        ("{ :; } }", "4:8", "}", "{ :; }; echo }"),
+        // A dangling opener: bash stops at the reserved word after it.
+        ("if then", "4:4", "then", "if true; then :; fi"),
+        ("while do", "4:7", "do", "while false; do :; done"),
+        ("until do :; done", "4:7", "do", "until true; do :; done"),
+    ] {
+        let r = check(sh_line4(line), &["syntax.shell"]);
+        let f = finding(&r, "syntax.shell");
+        assert_eq!(
+            f.location.to_string(),
+            format!("lib/s/run.sh:{at}"),
+            "{line:?}: {f:?}"
+        );
+        assert!(
+            f.message.contains(&format!("unexpected `{word}`")),
+            "{line:?}: {}",
+            f.message
+        );
+        assert!(f.blocks(), "{line:?}: {f:?}");
+        check(sh_line4(near_miss), &[]);
+    }
+    // Valid bash whose reserved words the grammar reads as plain words too: a compound
+    // command after `!`, `time` or `coproc`, a here-document, backquotes (which
+    // `bash -n` does not parse), case patterns and words that are not commands.
+    for valid in [
+        "! if true; then :; fi",
+        "time { echo; }",
+        "time while false; do :; done",
+        "coproc { cat; }",
+        "cat <<EOF\nfi\n$(done)\nEOF",
+        "echo `fi`",
+        "case x in fi|done) :;; in) ;; esac",
+        "echo done then else; x=esac",
+        "if true\nthen :\nfi",
+        "declare -A m=([in]=1 [fi]=2)",
+    ] {
+        check(sh_line4(valid), &[]);
+    }
+}
+
+#[test]
+fn an_error_in_a_recovered_region_is_reported_at_its_line() {
+    // Error recovery wraps the valid statements before `if then` in one ERROR from the
+    // top of the file; the finding is at the break, not at `set -u`.
+    for (text, at) in [
+        (
+            "#!/usr/bin/env bash\nset -u\necho a\nif then\necho b\n",
+            "4:4",
+        ),
+        (
+            "#!/bin/bash\nmain() {\n  for f in *; do\n    if then\n      echo \"$f\"\n    fi\n  done\n}\nmain\n",
+            "4:8",
+        ),
+        (
+            "#!/bin/bash\nwhile read -r l; do\n  case \"$l\" in\n    a) while do :; done ;;\n  esac\ndone < /dev/null\n",
+            "4:14",
+        ),
+        ("#!/bin/bash\nif true; then\n  if then\nfi\n", "3:6"),
+    ] {
+        let r = check(sh(text), &["syntax.shell"]);
+        let f = finding(&r, "syntax.shell");
+        assert_eq!(
+            f.location.to_string(),
+            format!("lib/s/run.sh:{at}"),
+            "{text:?}: {f:?}"
+        );
+        assert!(f.message.contains("unexpected `"), "{}", f.message);
+        assert!(!f.message.contains("set -u"), "{}", f.message);
+    }
+    // A stray closer inside a construct left open is found before the end of the file.
+    let r = check(
+        sh("#!/bin/bash\nif true; then\n  echo\n}\necho b\n"),
+        &["syntax.shell"],
+    );
+    assert_eq!(
+        finding(&r, "syntax.shell").location.to_string(),
+        "lib/s/run.sh:4:1"
+    );
+    // A known grammar gap first stays a warning; errors after it are not judged.
+    let r = check(sh("#!/bin/bash\nX=$((10#$Y))\nfi\n"), &["syntax.shell"]);
+    let f = finding(&r, "syntax.shell");
+    assert!(!f.blocks(), "{f:?}");
+    assert_eq!(f.location.line, Some(2));
+    // A stray before a gap is an error.
+    let r = check(sh("#!/bin/bash\nfi\nX=$((10#$Y))\n"), &["syntax.shell"]);
+    let f = finding(&r, "syntax.shell");
+    assert!(f.blocks(), "{f:?}");
+    assert_eq!(f.location.to_string(), "lib/s/run.sh:2:1");
+}
+
 #[test]
 fn without_syntax_only_parsing_is_skipped() {
     let p = policy("");

@@ -28,7 +28,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Revoke an endpoint: its token stops working at once and it cannot re-enroll.
+    /// Revoke an endpoint: its token stops working at once. Its device id can then be
+    /// enrolled again (a new machine taking over the id) with an enrollment token.
     Revoke {
         /// The controller's configuration file.
         #[arg(long, default_value = "quiver.toml")]
@@ -71,6 +72,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
                         a.last_checkin.as_deref().unwrap_or("never"),
                         a.groups.join(",")
                     );
+                    // Why a device is in `error`: the problems of its last check-in.
+                    for e in &a.errors {
+                        println!("    {}: {}", e.code, e.message);
+                    }
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -79,6 +84,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
             let config = Config::load(&config)?;
             let mut store = Store::open(&config.state_db())?;
             let now = OffsetDateTime::now_utc();
+            let Some(before) = store.agent(&id)? else {
+                bail!("no enrolled agent `{id}` (see `quiver agents list`)");
+            };
+            if let Some(at) = &before.revoked_at {
+                println!("{id} was already revoked at {at}");
+                return Ok(ExitCode::SUCCESS);
+            }
             if !store.revoke_agent(&id, now)? {
                 bail!("no enrolled agent `{id}` (see `quiver agents list`)");
             }
@@ -86,7 +98,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
             store.audit(
                 &AuditLog::new(config.audit_log()),
                 vec![(
-                    Some(format!("agent.revoked:{id}")),
+                    // One record per enrollment: a device id enrolled again after a
+                    // revocation is audited again when it is revoked again.
+                    Some(format!("agent.revoked:{id}:{}", before.enrolled_at)),
                     AuditEvent::new(
                         "agent.revoked",
                         vec![by],

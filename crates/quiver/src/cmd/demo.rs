@@ -424,7 +424,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         .cloned()
         .unwrap_or_default()
         .into_iter()
-        .map(|s| json!({"name": s["name"], "version": s["version"], "state": s["state"], "reason": s["reason"]}))
+        .map(|s| json!({"name": s["name"], "version": s["version"], "state": s["state"], "reason": s["reason"], "commit": s["commit"]}))
         .collect();
     let result = &finished["result"];
     let summary = json!({
@@ -449,7 +449,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
-        print_summary(&summary, &dir, &cdir);
+        print_summary(&summary, &dir, &cdir, args.keep_running);
     }
     eprintln!("[{:>4.1}s] done", p.started.elapsed().as_secs_f64());
 
@@ -520,7 +520,7 @@ fn wait_for_ctrl_c() -> Result<()> {
     Ok(())
 }
 
-fn print_summary(s: &Value, dir: &Path, cdir: &Path) {
+fn print_summary(s: &Value, dir: &Path, cdir: &Path, keep_running: bool) {
     let bold = |t: &str| {
         if std::io::stdout().is_terminal() {
             format!("\x1b[1m{t}\x1b[0m")
@@ -640,5 +640,13 @@ fn print_summary(s: &Value, dir: &Path, cdir: &Path) {
     );
     println!("  audit log      {}", a["path"].as_str().unwrap_or(""));
     println!("  endpoints      {}", dir.join("endpoints").display());
-    println!("  API            {}", s["api"].as_str().unwrap_or(""));
+    println!(
+        "  API            {}{}",
+        s["api"].as_str().unwrap_or(""),
+        if keep_running {
+            ""
+        } else {
+            " (stopped with the demo; --keep-running leaves it up)"
+        }
+    );
 }

@@ -332,6 +332,16 @@ fn lint(
         }
     };
     outcome.warnings.extend(warnings);
+    if !files.is_empty() && policy.rules.is_empty() {
+        // Without content rules the scan still checks paths, encodings, syntax and
+        // signatures, but nothing looks for download-and-execute, secrets or disabled
+        // defences: easy to miss when a new library forgets to copy the rules file.
+        outcome.warnings.push(ConfigError::new(
+            quiver_core::Location::file(paths.policies.clone()),
+            "the policies define no content rules ([[rule]]): nothing is searched for download-and-execute, encoded commands, disabled defences, destructive commands, secrets or persistence",
+            Some("copy the default rules, policies/rules.toml of the quiver project, into this folder".into()),
+        ));
+    }
     outcome
         .rules
         .extend(policy.rules.iter().map(|r| sarif::RuleDoc {

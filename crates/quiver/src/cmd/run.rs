@@ -94,7 +94,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
         let (k, v) = p
             .split_once('=')
             .with_context(|| format!("--param {p:?}: write NAME=VALUE"))?;
-        params.insert(k.to_string(), v.to_string());
+        // A parameter given twice is a typo, not an override: refuse rather than pick one.
+        if params.insert(k.to_string(), v.to_string()).is_some() {
+            anyhow::bail!("--param {k} is given more than once; give each parameter once");
+        }
     }
     let client = client()?;
     let base = args.server.server.trim_end_matches('/');

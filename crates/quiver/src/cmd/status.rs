@@ -72,7 +72,9 @@ pub struct Indexed {
 /// Opens the repository and brings the index up to date, with a progress bar on a
 /// terminal (never with `--json`, never when stderr is not a terminal).
 pub fn open_indexed(args: &RepoArgs, json: bool) -> Result<Indexed> {
-    let repo = Repo::open(&args.repo)?;
+    let repo = Repo::open(&args.repo).map_err(|e| {
+        anyhow::anyhow!("{e} (name the library's repository with --repo PATH; the default is the current folder)")
+    })?;
     let config = args.config();
     let mut index = match &args.index {
         Some(path) if path.exists() && !args.accept_rewrite => {

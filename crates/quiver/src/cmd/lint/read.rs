@@ -36,7 +36,9 @@ pub fn read_tree(root: &Path, cap: u64) -> anyhow::Result<ReadTree> {
         bytes: 0,
     };
     // Depth-first over directories; paths are built from names so they never depend on
-    // how `root` was spelt.
+    // how `root` was spelt. Regular files are listed first and read afterwards, several
+    // at once.
+    let mut to_read: Vec<(String, PathBuf, u64, bool)> = Vec::new();
     let mut stack: Vec<(PathBuf, String)> = vec![(root.to_path_buf(), String::new())];
     while let Some((dir, rel)) = stack.pop() {
         let mut entries: Vec<fs::DirEntry> = fs::read_dir(&dir)
@@ -67,20 +69,7 @@ pub fn read_tree(root: &Path, cap: u64) -> anyhow::Result<ReadTree> {
             } else if kind.is_dir() {
                 stack.push((path, key));
             } else if kind.is_file() {
-                let size = meta.len();
-                let bytes = read_capped(&path, size, cap)?;
-                if (bytes.len() as u64) < size {
-                    out.truncated.insert(key.clone(), size);
-                }
-                out.files += 1;
-                out.bytes += size;
-                out.tree.insert(
-                    key,
-                    TreeEntry::File {
-                        bytes: bytes.into(),
-                        executable: is_executable(&meta),
-                    },
-                );
+                to_read.push((key, path, meta.len(), is_executable(&meta)));
             } else {
                 // A FIFO or device cannot come out of git; reading it could block forever.
                 bail!(
@@ -90,7 +79,127 @@ pub fn read_tree(root: &Path, cap: u64) -> anyhow::Result<ReadTree> {
             }
         }
     }
+    let contents = read_all(&to_read, cap);
+    for ((key, _, size, executable), bytes) in to_read.into_iter().zip(contents) {
+        let bytes = bytes?;
+        if (bytes.len() as u64) < size {
+            out.truncated.insert(key.clone(), size);
+        }
+        out.files += 1;
+        out.bytes += size;
+        out.tree.insert(
+            key,
+            TreeEntry::File {
+                bytes: bytes.into(),
+                executable,
+            },
+        );
+    }
+    mark_submodules(root, &mut out.tree);
     Ok(out)
+}
+
+/// Reads every listed file (up to `cap` bytes each) on as many threads as there are
+/// cores: a library of thousands of files is mostly small reads, which a single thread
+/// spends most of a lint waiting on. Results come back in the order of `files`.
+fn read_all(files: &[(String, PathBuf, u64, bool)], cap: u64) -> Vec<anyhow::Result<Vec<u8>>> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(files.len().div_ceil(64))
+        .max(1);
+    if threads == 1 {
+        return files
+            .iter()
+            .map(|(_, path, size, _)| read_capped(path, *size, cap))
+            .collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut out: Vec<Option<anyhow::Result<Vec<u8>>>> = (0..files.len()).map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some((_, path, size, _)) = files.get(i) else {
+                            return done;
+                        };
+                        done.push((i, read_capped(path, *size, cap)));
+                    }
+                })
+            })
+            .collect();
+        // A reader that panicked leaves its slots empty; they become errors below.
+        for (i, r) in workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_default())
+        {
+            out[i] = Some(r);
+        }
+    });
+    out.into_iter()
+        .zip(files)
+        .map(|(r, (_, path, _, _))| {
+            r.unwrap_or_else(|| Err(anyhow::anyhow!("{} was not read", path.display())))
+        })
+        .collect()
+}
+
+/// Marks the gitlinks (submodules) of the git work tree that `root` sits in as
+/// [`TreeEntry::Submodule`], replacing whatever was read below them. A folder read alone
+/// cannot tell a submodule from the library's own files: checked out, its files look like
+/// the script's (they are never delivered); after a clone without
+/// `--recurse-submodules` it is an empty folder and nothing at all. The controller reads
+/// gitlinks from git and refuses the script (`path.submodule`), so lint must too. Outside
+/// a git work tree there is nothing to mark.
+fn mark_submodules(root: &Path, tree: &mut FileTree) {
+    // Only a folder inside a work tree can have gitlinks; asking libgit2 costs its start-up
+    // (TLS certificates included), so look for a `.git` first.
+    let Ok(abs) = root.canonicalize() else {
+        return;
+    };
+    if !abs.ancestors().any(|a| a.join(".git").exists()) {
+        return;
+    }
+    let Ok(repo) = git2::Repository::discover(root) else {
+        return;
+    };
+    let (Some(workdir), Ok(index)) = (repo.workdir(), repo.index()) else {
+        return;
+    };
+    let (Ok(root_abs), Ok(workdir)) = (root.canonicalize(), workdir.canonicalize()) else {
+        return;
+    };
+    let Ok(prefix) = root_abs.strip_prefix(&workdir) else {
+        return;
+    };
+    let prefix = prefix.to_string_lossy().replace('\\', "/");
+    let prefix = if prefix.is_empty() {
+        String::new()
+    } else {
+        format!("{prefix}/")
+    };
+    for entry in index.iter() {
+        // 160000 is git's mode for a gitlink.
+        if entry.mode != 0o160000 {
+            continue;
+        }
+        let path = String::from_utf8_lossy(&entry.path).into_owned();
+        let Some(rel) = path.strip_prefix(&prefix).filter(|r| !r.is_empty()) else {
+            continue;
+        };
+        let below = format!("{rel}/");
+        let inside: Vec<String> = tree
+            .iter()
+            .filter(|(k, _)| k.starts_with(&below))
+            .map(|(k, _)| k.to_string())
+            .collect();
+        for k in inside {
+            tree.remove(&k);
+        }
+        tree.insert(rel.to_string(), TreeEntry::Submodule);
+    }
 }
 
 fn read_capped(path: &Path, size: u64, cap: u64) -> anyhow::Result<Vec<u8>> {
