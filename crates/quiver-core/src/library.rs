@@ -316,4 +316,52 @@ mod tests {
         );
         assert_eq!(lib.script("ps").map(|s| s.files.len()), Some(2));
     }
+
+    #[test]
+    fn files_belong_to_the_outermost_script_folder_that_holds_them() {
+        let policy = Policy::default();
+        let manifest = |name: &str| {
+            format!(
+                "name = \"{name}\"\ndescription = \"d\"\nplatforms = [\"linux\"]\n[entry.linux]\nfile = \"run.sh\"\ninterpreter = \"bash\"\n"
+            )
+        };
+        let mut tree = FileTree::new();
+        for dir in ["a", "a/b", "a-b", "x/y"] {
+            tree.insert_file(
+                format!("{dir}/script.toml"),
+                manifest(&dir.replace('/', "-")),
+            );
+            tree.insert_file(format!("{dir}/run.sh"), "#!/bin/bash\nid\n");
+        }
+        tree.insert_file("a/b/deep/data.txt", "1");
+        tree.insert_file("ab.txt", "loose");
+        let lib = Library::assemble("lib", &tree, &policy);
+        let dirs: Vec<&str> = lib.scripts.iter().map(|s| s.dir.as_str()).collect();
+        assert_eq!(dirs, ["a", "a-b", "x/y"]);
+        // The inner folder is refused and its files stay with the outer script; `a-b`
+        // sorts between `a` and `a/b` but is not inside `a`.
+        assert_eq!(lib.broken.len(), 1);
+        assert_eq!(lib.broken[0].dir, "a/b");
+        assert!(lib.broken[0].errors[0].to_string().contains("(`a`)"));
+        let a: Vec<&str> = lib.scripts[0].files.keys().map(String::as_str).collect();
+        assert_eq!(
+            a,
+            [
+                "b/deep/data.txt",
+                "b/run.sh",
+                "b/script.toml",
+                "run.sh",
+                "script.toml"
+            ]
+        );
+        assert_eq!(lib.scripts[1].files.len(), 2);
+        assert_eq!(lib.unclaimed, ["lib/ab.txt"]);
+
+        // A manifest at the library root makes the whole library one script.
+        tree.insert_file("script.toml", manifest("root"));
+        let lib = Library::assemble("lib", &tree, &policy);
+        assert_eq!(lib.scripts.len(), 1);
+        assert_eq!(lib.broken.len(), 4);
+        assert!(lib.unclaimed.is_empty());
+    }
 }
