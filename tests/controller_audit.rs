@@ -146,3 +146,118 @@ fn verify_names_the_first_bad_record() {
     std::fs::write(&log, &text).expect("restore");
     assert!(verify(&log).0);
 }
+
+/// Runs `quiver controller` expecting it to refuse to start; returns its stderr.
+fn refused_start(setup: &Setup) -> String {
+    let out = std::process::Command::new(quiver_tests::bin("quiver"))
+        .args(["controller", "--config", &setup.config_str()])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run controller");
+    assert!(
+        !out.status.success(),
+        "the controller started on a damaged audit log: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn the_controller_does_not_continue_a_chain_that_was_cut_or_edited() {
+    let repo = TestRepo::new();
+    let setup = Setup::new(&repo, "[watch]\npoll_interval = \"1h\"\n");
+    let ctl = setup.start();
+    ctl.wait_serial(1, Duration::from_secs(10));
+    assert!(ctl.stop().success());
+    let log = setup.audit_log();
+    let original = std::fs::read_to_string(&log).expect("log");
+    let lines: Vec<&str> = original.lines().collect();
+    assert!(lines.len() >= 3, "{original}");
+
+    // The last record removed: what is left verifies on its own, but the controller knows
+    // where its chain ended and refuses to continue it.
+    let cut: String = lines[..lines.len() - 1]
+        .iter()
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&log, &cut).expect("write");
+    assert!(verify(&log).0, "a shortened log still verifies by itself");
+    let err = refused_start(&setup);
+    assert!(
+        err.contains("does not end where the controller last wrote it")
+            && err.contains(&format!("record {}", lines.len())),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&log).expect("log"),
+        cut,
+        "nothing appended"
+    );
+
+    // The file deleted: refused too.
+    std::fs::remove_file(&log).expect("rm");
+    assert!(refused_start(&setup).contains("with no record"));
+
+    // A byte changed: the chain does not verify, and the controller names the record.
+    std::fs::write(
+        &log,
+        original.replacen("snapshot.published", "snapshot.publishez", 1),
+    )
+    .expect("write");
+    let err = refused_start(&setup);
+    assert!(
+        err.contains("does not verify") && err.contains("record "),
+        "{err}"
+    );
+
+    // The operator keeps the damaged log as evidence and starts a new chain: the
+    // controller starts, and the new chain's first record says where the old one ended.
+    let evidence = setup.path().join("audit.jsonl.damaged");
+    std::fs::rename(&log, &evidence).expect("move aside");
+    let out = quiver(&[
+        "audit",
+        "new-chain",
+        "--config",
+        &setup.config_str(),
+        "--reason",
+        "log edited on disk; kept as audit.jsonl.damaged",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let first: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(&log)
+            .expect("new log")
+            .lines()
+            .next()
+            .expect("a first record"),
+    )
+    .expect("json");
+    assert_eq!(first["seq"], 1);
+    assert_eq!(first["kind"], "audit.chain_started");
+    assert_eq!(first["details"]["previous_last_seq"], lines.len());
+    // It refuses to start a chain over a log that is still there.
+    let again = quiver(&[
+        "audit",
+        "new-chain",
+        "--config",
+        &setup.config_str(),
+        "--reason",
+        "again",
+    ]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("move it aside first"));
+
+    let ctl = setup.start();
+    repo.approved_change(
+        "v2",
+        &[("library/ps/ps.sh", b"#!/bin/bash\nps aux\n")],
+        "ps aux",
+    );
+    ctl.wait_serial(2, Duration::from_secs(10));
+    assert!(ctl.stop().success());
+    let (ok, msg) = verify(&log);
+    assert!(ok, "{msg}");
+    assert!(
+        audit_records(&log, "snapshot.published").len() == 1,
+        "the new chain goes on"
+    );
+}

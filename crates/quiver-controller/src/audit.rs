@@ -143,6 +143,53 @@ pub enum AuditError {
         /// The first bad record.
         broken: Broken,
     },
+    /// The log does not end with the record this controller last wrote: records were
+    /// removed from its end, or the file was replaced or deleted, outside quiver.
+    #[error(
+        "{path} does not end where the controller last wrote it (record {}, hash {}), it ends {}: records were removed or changed outside quiver; keep the file as evidence, move it aside and start a new chain with `quiver audit new-chain --config … --reason …`",
+        expected.seq,
+        short(&expected.hash),
+        found.as_ref().map_or("with no record".to_string(), |f| format!("at record {} (hash {})", f.seq, short(&f.hash)))
+    )]
+    Diverged {
+        /// The log file.
+        path: PathBuf,
+        /// The last record the controller wrote.
+        expected: Tip,
+        /// The last record in the file (`None`: empty or missing).
+        found: Option<Tip>,
+    },
+}
+
+/// The last record of a chain, as the controller remembers it (in its state database)
+/// to notice a log that was cut short or swapped: every record in it can verify and the
+/// chain still be missing its end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Tip {
+    /// `seq` of the last record.
+    pub seq: u64,
+    /// `hash` of the last record.
+    pub hash: String,
+}
+
+impl Tip {
+    /// `seq:hash`, as stored.
+    pub fn encode(&self) -> String {
+        format!("{}:{}", self.seq, self.hash)
+    }
+
+    /// Reads [`Tip::encode`]'s form.
+    pub fn decode(s: &str) -> Option<Tip> {
+        let (seq, hash) = s.split_once(':')?;
+        Some(Tip {
+            seq: seq.parse().ok()?,
+            hash: hash.to_string(),
+        })
+    }
+}
+
+fn short(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
 }
 
 /// The first record that breaks the chain.
@@ -199,13 +246,26 @@ impl fmt::Display for Broken {
 }
 
 /// A log that verified.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Verified {
     /// Number of records.
     pub records: u64,
-    /// `hash` of the last record (the chain head to compare with a copy kept elsewhere).
+    /// `seq` of the last record.
     #[serde(skip)]
     pub head_seq: u64,
+    /// `hash` of the last record (the chain head to compare with a copy kept elsewhere).
+    #[serde(skip)]
+    pub head_hash: String,
+}
+
+impl Verified {
+    /// The last record (`None` for an empty log).
+    pub fn tip(&self) -> Option<Tip> {
+        (self.head_seq > 0).then(|| Tip {
+            seq: self.head_seq,
+            hash: self.head_hash.clone(),
+        })
+    }
 }
 
 /// Checks the whole chain: sequence, links, payload digests and hashes. Returns the first
@@ -278,6 +338,11 @@ pub fn verify(path: &Path) -> Result<Verified, AuditError> {
     Ok(Verified {
         records: line_no,
         head_seq: prev_seq,
+        head_hash: if prev_seq == 0 {
+            String::new()
+        } else {
+            prev_hash
+        },
     })
 }
 
@@ -360,10 +425,13 @@ impl AuditLog {
 
     /// Appends events as chained records and fsyncs. The caller must hold the audit write
     /// lock (see [`crate::state::Store::audit`]) so that two writers never pick the same `seq`.
+    /// With `expected`, the file must end with that record (else [`AuditError::Diverged`]
+    /// and nothing is written): a chain is never continued from a log cut short.
     pub fn append_locked(
         &self,
         events: &[AuditEvent],
         now: OffsetDateTime,
+        expected: Option<&Tip>,
     ) -> Result<Vec<AuditRecord>, AuditError> {
         if events.is_empty() {
             return Ok(Vec::new());
@@ -378,6 +446,19 @@ impl AuditLog {
             .open(&self.path)
             .map_err(self.io())?;
         let last = self.tail(&mut file)?;
+        if let Some(expected) = expected {
+            let found = last.as_ref().map(|r| Tip {
+                seq: r.seq,
+                hash: r.hash.clone(),
+            });
+            if found.as_ref() != Some(expected) {
+                return Err(AuditError::Diverged {
+                    path: self.path.clone(),
+                    expected: expected.clone(),
+                    found,
+                });
+            }
+        }
         let (mut seq, mut prev) = last.map_or((0, GENESIS.to_string()), |r| (r.seq, r.hash));
         let time = format_time(now);
         let mut out = Vec::with_capacity(events.len());
@@ -495,7 +576,7 @@ mod tests {
                 format!("run:{i}"),
                 json!({"i": i, "z": "last", "a": [1, 2]}),
             );
-            log.append_locked(&[e], now).expect("append");
+            log.append_locked(&[e], now, None).expect("append");
         }
         log
     }
@@ -565,6 +646,7 @@ mod tests {
                 json!({"n": 3}),
             )],
             OffsetDateTime::now_utc(),
+            None,
         )
         .expect("append");
         assert_eq!(verify(log.path()).expect("ok").records, 4);
@@ -584,8 +666,40 @@ mod tests {
         log.append_locked(
             &[AuditEvent::new("x", vec![], "y", Value::Null)],
             OffsetDateTime::now_utc(),
+            None,
         )
         .expect("append");
         assert_eq!(verify(log.path()).expect("ok").records, 3);
+    }
+
+    #[test]
+    fn an_anchored_append_refuses_a_log_cut_short() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let log = write_log(dir.path(), 3);
+        let tip = verify(log.path()).expect("ok").tip().expect("tip");
+        assert_eq!(tip.seq, 3);
+        let e = || [AuditEvent::new("x", vec![], "y", Value::Null)];
+        let now = OffsetDateTime::now_utc();
+        // The file ends where expected: the append goes on.
+        let recs = log.append_locked(&e(), now, Some(&tip)).expect("append");
+        let tip = Tip {
+            seq: recs[0].seq,
+            hash: recs[0].hash.clone(),
+        };
+        assert_eq!(Tip::decode(&tip.encode()), Some(tip.clone()));
+        // The last record removed: every record left verifies, but the append is refused
+        // and writes nothing.
+        let text = std::fs::read_to_string(log.path()).expect("read");
+        let cut: String = text.lines().take(3).map(|l| format!("{l}\n")).collect();
+        std::fs::write(log.path(), &cut).expect("write");
+        assert_eq!(verify(log.path()).expect("ok").records, 3);
+        let err = log.append_locked(&e(), now, Some(&tip)).unwrap_err();
+        assert!(matches!(err, AuditError::Diverged { .. }), "{err}");
+        assert!(err.to_string().contains("ends at record 3"), "{err}");
+        assert_eq!(std::fs::read_to_string(log.path()).expect("read"), cut);
+        // An emptied file likewise.
+        std::fs::write(log.path(), "").expect("write");
+        let err = log.append_locked(&e(), now, Some(&tip)).unwrap_err();
+        assert!(err.to_string().contains("with no record"), "{err}");
     }
 }

@@ -21,7 +21,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 use tokio::sync::{Notify, Semaphore, watch};
 
-use crate::audit::{AuditEvent, AuditLog, format_time};
+use crate::audit::{AuditError, AuditEvent, AuditLog, format_time};
 use crate::config::{Config, RepoLocation};
 use crate::metrics::Metrics;
 use crate::mirror::Mirror;
@@ -425,6 +425,16 @@ pub struct Controller {
 impl Controller {
     /// Opens the state, loads the key and whatever snapshot is already published.
     pub fn open(config: Config, source: Box<dyn LibrarySource>) -> Result<Controller, StartError> {
+        // A local repository that is not there is a typo in the configuration, not a
+        // passing failure to wait out: say so at once rather than start degraded.
+        if let RepoLocation::Local(path) = &config.repository.location
+            && !path.exists()
+        {
+            return Err(StartError::Other(format!(
+                "repository.path: {} does not exist (give the library's git repository; a relative path is relative to the configuration file)",
+                path.display()
+            )));
+        }
         std::fs::create_dir_all(&config.state_dir)
             .map_err(|e| StartError::Other(format!("{}: {e}", config.state_dir.display())))?;
         std::fs::create_dir_all(&config.publish_dir)
@@ -432,6 +442,7 @@ impl Controller {
         let key = SigningKey::from_file(&config.secret_key)?;
         let public_key = key.public_key();
         let store = Store::open(&config.state_db())?;
+        check_audit_log(&store, &config.audit_log())?;
         let publisher = Publisher::new(config.publish_dir.clone(), key, config.timestamp.validity);
         let existing = publisher.load_existing();
         let mirror = match &config.repository.location {
@@ -526,6 +537,36 @@ impl Controller {
 }
 
 /// One reconcile, with timing, metrics, status and history around [`reconcile_inner`].
+/// Refuses to start on an audit log that does not verify, or that does not end with the
+/// last record this state database saw written: continuing such a chain would bury the
+/// damage under new records. A log kept from before the database remembered its end is
+/// adopted as it stands (it verified).
+fn check_audit_log(store: &Store, path: &std::path::Path) -> Result<(), StartError> {
+    let expected = store.audit_tip()?;
+    let found = match crate::audit::verify(path) {
+        Ok(v) => v.tip(),
+        Err(AuditError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => None,
+        Err(AuditError::Broken { broken, .. }) => {
+            return Err(StartError::Other(format!(
+                "the audit log {} does not verify: {broken}; the controller does not append to a broken chain. Keep the file as evidence, move it aside and start a new chain with `quiver audit new-chain --config … --reason …`",
+                path.display()
+            )));
+        }
+        Err(e) => return Err(StartError::Other(e.to_string())),
+    };
+    match (expected, found) {
+        (Some(expected), found) if found.as_ref() != Some(&expected) => Err(StartError::Other(
+            AuditError::Diverged {
+                path: path.to_path_buf(),
+                expected,
+                found,
+            }
+            .to_string(),
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn reconcile_once(shared: &Shared, w: &mut Worker) -> ReconcileReport {
     let id = shared
         .started

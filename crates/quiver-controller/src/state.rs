@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::audit::{AuditError, AuditEvent, AuditLog, AuditRecord, format_time};
+use crate::audit::{AuditError, AuditEvent, AuditLog, AuditRecord, Tip, format_time};
 
 /// Why the state store failed.
 #[derive(Debug, thiserror::Error)]
@@ -419,7 +419,8 @@ impl Store {
             keys.push(key);
             todo.push(event);
         }
-        let records = log.append_locked(&todo, now)?;
+        let records = log.append_locked(&todo, now, tip(&tx)?.as_ref())?;
+        set_tip(&tx, records.last())?;
         for (key, rec) in keys.iter().zip(&records) {
             if let Some(k) = key {
                 tx.execute(
@@ -430,6 +431,20 @@ impl Store {
         }
         tx.commit()?;
         Ok(records)
+    }
+
+    /// The last audit record written through this store (`None` before the first, or
+    /// after `quiver audit new-chain`).
+    pub fn audit_tip(&self) -> Result<Option<Tip>, StateError> {
+        tip(&self.conn)
+    }
+
+    /// Starts a new chain: forgets the last record, so the next append begins a new log.
+    /// Only for `quiver audit new-chain`, after the old log was moved aside.
+    pub fn forget_audit_tip(&self) -> Result<(), StateError> {
+        self.conn
+            .execute("DELETE FROM kv WHERE key = 'audit_tip'", [])?;
+        Ok(())
     }
 
     /// Whether an event key has been audited.
@@ -455,7 +470,8 @@ impl Store {
         let (n, range) = log.prune_payloads(before)?;
         if n > 0 {
             let (first, last) = range.unwrap_or_default();
-            log.append_locked(
+            let expected = tip(&tx)?;
+            let records = log.append_locked(
                 &[AuditEvent::new(
                     "retention.pruned",
                     vec!["controller".into()],
@@ -466,7 +482,9 @@ impl Store {
                     }),
                 )],
                 now,
+                expected.as_ref(),
             )?;
+            set_tip(&tx, records.last())?;
         }
         tx.commit()?;
         Ok(n)
@@ -954,6 +972,32 @@ fn status_str(s: RunStatus) -> String {
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_else(|| "error".into())
+}
+
+/// The last audit record written, as remembered in `kv` (see [`Tip`]).
+fn tip(conn: &rusqlite::Connection) -> Result<Option<Tip>, StateError> {
+    let v: Option<String> = conn
+        .query_row("SELECT value FROM kv WHERE key = 'audit_tip'", [], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    Ok(v.as_deref().and_then(Tip::decode))
+}
+
+/// Remembers `last` as the last audit record, in the transaction that wrote it.
+fn set_tip(conn: &rusqlite::Connection, last: Option<&AuditRecord>) -> Result<(), StateError> {
+    if let Some(r) = last {
+        let tip = Tip {
+            seq: r.seq,
+            hash: r.hash.clone(),
+        };
+        conn.execute(
+            "INSERT INTO kv(key, value) VALUES ('audit_tip', ?1)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [tip.encode()],
+        )?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
