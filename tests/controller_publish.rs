@@ -195,6 +195,8 @@ fn an_invalid_approved_policy_keeps_the_last_good_snapshot_until_fixed() {
     // Degraded, as docs/api.md shows it: not ready, the last good serial, and a reason
     // naming the invalid policy's commit.
     assert_eq!(body["ready"], false, "{body}");
+    assert_eq!(body["state"], "degraded", "{body}");
+    assert_eq!(body["degraded"]["reason"], "policy", "{body}");
     assert_eq!(body["serial"], 1, "the last good snapshot: {body}");
     let reason = body["reason"].as_str().expect("reason").to_string();
     assert!(
@@ -354,4 +356,36 @@ fn a_remote_repository_is_mirrored_and_polled() {
     );
     repo.git(&["push", "-q", bare.to_str().expect("utf8"), "main"]);
     ctl.wait_serial(2, Duration::from_secs(5));
+}
+
+#[test]
+fn a_missing_local_repository_is_refused_at_start() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let keys = dir.path().join("keys");
+    let out = quiver(&["keygen", "--out", keys.to_str().expect("utf8")]);
+    assert!(out.status.success(), "{out:?}");
+    let config = dir.path().join("quiver.toml");
+    std::fs::write(
+        &config,
+        "[repository]\npath = \"my-librray\"\n\n[trust]\ncommit = \"0123456789abcdef\"\n\n[signing]\nsecret_key = \"keys/quiver.key\"\n\n[server]\nlisten = \"127.0.0.1:0\"\n",
+    )
+    .expect("write");
+    let out = std::process::Command::new(quiver_tests::bin("quiver"))
+        .args(["controller", "--config"])
+        .arg(&config)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("repository.path")
+            && err.contains("my-librray")
+            && err.contains("does not exist"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("state").exists(),
+        "nothing was created: {err}"
+    );
 }

@@ -425,16 +425,6 @@ pub struct Controller {
 impl Controller {
     /// Opens the state, loads the key and whatever snapshot is already published.
     pub fn open(config: Config, source: Box<dyn LibrarySource>) -> Result<Controller, StartError> {
-        // A local repository that is not there is a typo in the configuration, not a
-        // passing failure to wait out: say so at once rather than start degraded.
-        if let RepoLocation::Local(path) = &config.repository.location
-            && !path.exists()
-        {
-            return Err(StartError::Other(format!(
-                "repository.path: {} does not exist (give the library's git repository; a relative path is relative to the configuration file)",
-                path.display()
-            )));
-        }
         std::fs::create_dir_all(&config.state_dir)
             .map_err(|e| StartError::Other(format!("{}: {e}", config.state_dir.display())))?;
         std::fs::create_dir_all(&config.publish_dir)

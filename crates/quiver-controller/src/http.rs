@@ -1130,12 +1130,25 @@ async fn readyz(State(shared): S) -> Response {
             axum::Json(json!({"ready": true, "serial": serial})),
         )
             .into_response(),
-        Err(reason) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({"ready": false, "reason": reason,
-                              "serial": shared.served().map(|s| s.snapshot.serial)})),
-        )
-            .into_response(),
+        Err(reason) => {
+            // `degraded`: a reconcile failed and the last good snapshot is still served
+            // (`degraded` says why, as in /v1/status); `starting`: nothing published yet;
+            // `expired`: the served timestamp could not be re-signed in time.
+            let degraded = shared.degraded();
+            let served = shared.served().map(|s| s.snapshot.serial);
+            let state = match (&degraded, served) {
+                (Some(_), _) => "degraded",
+                (None, None) => "starting",
+                (None, Some(_)) => "expired",
+            };
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(json!({"ready": false, "state": state, "reason": reason,
+                                  "degraded": degraded.map(|d| json!({"reason": d.reason, "since": d.since})),
+                                  "serial": served})),
+            )
+                .into_response()
+        }
     }
 }
 

@@ -19,6 +19,16 @@ pub struct Args {
 /// Loads the configuration and opens the controller's state (shared by several commands).
 pub fn open(config: &std::path::Path) -> Result<Controller> {
     let config = Config::load(config)?;
+    // A local repository that is not there is a typo in the configuration, not a passing
+    // failure to wait out: say so at once rather than start degraded.
+    if let quiver_controller::config::RepoLocation::Local(path) = &config.repository.location
+        && !path.exists()
+    {
+        anyhow::bail!(
+            "repository.path: {} does not exist (give the library's git repository; a relative path is relative to the configuration file)",
+            path.display()
+        );
+    }
     let source = GitSource::new(&config);
     Ok(Controller::open(config, Box::new(source))?)
 }
