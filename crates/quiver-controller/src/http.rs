@@ -588,9 +588,29 @@ async fn poll(
             .filter(|s| *s > after);
         // A read first: most polls find nothing, and need no write lock.
         let runs = if shared.store().has_pending(&id)? {
-            shared
+            let dispatch = shared
                 .store()
-                .dispatch_pending(&id, OffsetDateTime::now_utc())?
+                .dispatch_pending(&id, OffsetDateTime::now_utc())?;
+            let expired: Vec<_> = dispatch
+                .expired
+                .iter()
+                .map(|r| {
+                    (
+                        Some(format!("run.finished:{}", r.id)),
+                        AuditEvent::new(
+                            "run.finished",
+                            vec!["controller".into()],
+                            format!("run:{}", r.id),
+                            json!({"device": r.device, "script": r.script, "version": r.version,
+                                   "params": r.params, "requested_by": r.requested_by,
+                                   "local": false, "status": "error",
+                                   "error": r.result.as_ref().and_then(|x| x.error.clone())}),
+                        ),
+                    )
+                })
+                .collect();
+            shared.audit(expired)?;
+            dispatch.runs
         } else {
             Vec::new()
         };

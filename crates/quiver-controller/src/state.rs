@@ -53,6 +53,19 @@ pub enum StateError {
     Io(#[from] std::io::Error),
 }
 
+/// How long a requested run waits for its device to poll before it expires (see
+/// [`Store::dispatch_pending`]).
+pub const PENDING_RUN_TTL: time::Duration = time::Duration::minutes(10);
+
+/// What [`Store::dispatch_pending`] did.
+#[derive(Debug, Default)]
+pub struct Dispatch {
+    /// Runs handed to the device now.
+    pub runs: Vec<RunRecord>,
+    /// Runs that waited too long and were closed instead.
+    pub expired: Vec<RunRecord>,
+}
+
 /// Schema migrations; `MIGRATIONS[i]` takes the database from version `i` to `i + 1`.
 pub const MIGRATIONS: &[&str] = &[
     // 1: everything the controller keeps.
@@ -747,12 +760,15 @@ impl Store {
         )
     }
 
-    /// Pending runs for a device, marked dispatched in the same transaction.
+    /// Pending runs for a device, marked dispatched in the same transaction. A run requested
+    /// more than [`PENDING_RUN_TTL`] ago is not handed out: it is closed as `error`
+    /// ("expired") and returned in [`Dispatch::expired`], so an analyst who gave up on a
+    /// device that was offline does not find the script run on it hours later.
     pub fn dispatch_pending(
         &mut self,
         device: &str,
         now: OffsetDateTime,
-    ) -> Result<Vec<RunRecord>, StateError> {
+    ) -> Result<Dispatch, StateError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -763,20 +779,42 @@ impl Store {
                 params![device],
             )?
         };
-        for r in &runs {
+        let mut out = Dispatch::default();
+        for mut r in runs {
+            if now - r.requested_at > PENDING_RUN_TTL {
+                let result = RunResult {
+                    exit_code: None,
+                    duration_ms: 0,
+                    timed_out: false,
+                    stdout_tail: String::new(),
+                    stderr_tail: String::new(),
+                    truncated: false,
+                    output_sha256: quiver_catalog::sha256_hex(b""),
+                    output_bytes: 0,
+                    error: Some(format!(
+                        "expired: device {device} did not pick the run up within {} of the request; request it again",
+                        humantime::format_duration(PENDING_RUN_TTL.unsigned_abs())
+                    )),
+                };
+                tx.execute(
+                    "UPDATE runs SET status = 'error', result = ?2, finished_at = ?3 WHERE id = ?1",
+                    params![r.id, serde_json::to_string(&result)?, ts(now)],
+                )?;
+                r.status = RunStatus::Error;
+                r.finished_at = Some(now);
+                r.result = Some(result);
+                out.expired.push(r);
+                continue;
+            }
             tx.execute(
                 "UPDATE runs SET status = 'dispatched', dispatched_at = ?2 WHERE id = ?1",
                 params![r.id, ts(now)],
             )?;
+            r.status = RunStatus::Dispatched;
+            out.runs.push(r);
         }
         tx.commit()?;
-        Ok(runs
-            .into_iter()
-            .map(|mut r| {
-                r.status = RunStatus::Dispatched;
-                r
-            })
-            .collect())
+        Ok(out)
     }
 
     /// Whether a device has pending runs.
@@ -1168,6 +1206,45 @@ mod tests {
     }
 
     #[test]
+    fn a_run_its_device_does_not_pick_up_in_time_expires_instead_of_running_late() {
+        let mut s = Store::open_in_memory().expect("db");
+        let run = |requested_at| RunRecord {
+            id: new_run_id(),
+            device: "host-1".into(),
+            script: "ps".into(),
+            version: Some(1),
+            params: BTreeMap::new(),
+            requested_by: "alice".into(),
+            status: RunStatus::Pending,
+            requested_at,
+            finished_at: None,
+            result: None,
+        };
+        let t = now();
+        let stale = run(t - PENDING_RUN_TTL - time::Duration::seconds(1));
+        let fresh = run(t - PENDING_RUN_TTL + time::Duration::seconds(1));
+        s.insert_run(&stale, false).expect("insert");
+        s.insert_run(&fresh, false).expect("insert");
+        let d = s.dispatch_pending("host-1", t).expect("db");
+        assert_eq!(
+            d.runs.iter().map(|r| &r.id).collect::<Vec<_>>(),
+            [&fresh.id]
+        );
+        assert_eq!(
+            d.expired.iter().map(|r| &r.id).collect::<Vec<_>>(),
+            [&stale.id]
+        );
+        let closed = s.run(&stale.id).expect("db").expect("run");
+        assert_eq!(closed.status, RunStatus::Error);
+        let error = closed.result.and_then(|r| r.error).unwrap_or_default();
+        assert!(
+            error.starts_with("expired: device host-1 did not pick the run up within 10m"),
+            "{error}"
+        );
+        assert!(!s.has_pending("host-1").expect("db"));
+    }
+
+    #[test]
     fn runs_are_dispatched_once_and_audit_keys_dedupe() {
         let mut s = Store::open_in_memory().expect("db");
         let run = RunRecord {
@@ -1184,8 +1261,16 @@ mod tests {
         };
         s.insert_run(&run, false).expect("insert");
         assert!(s.has_pending("host-1").expect("db"));
-        assert_eq!(s.dispatch_pending("host-1", now()).expect("db").len(), 1);
-        assert!(s.dispatch_pending("host-1", now()).expect("db").is_empty());
+        assert_eq!(
+            s.dispatch_pending("host-1", now()).expect("db").runs.len(),
+            1
+        );
+        assert!(
+            s.dispatch_pending("host-1", now())
+                .expect("db")
+                .runs
+                .is_empty()
+        );
         assert_eq!(
             s.run(&run.id).expect("db").expect("run").status,
             RunStatus::Dispatched

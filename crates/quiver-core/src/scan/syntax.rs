@@ -777,6 +777,19 @@ fn param_only_gap(node: Node<'_>) -> Option<&'static str> {
 
 /// Valid PowerShell that tree-sitter-powershell 0.26 rejects, recognised by where the
 /// error sits, so such scripts are warned about rather than refused.
+/// Whether `s` starts with a variable directly followed by `\\` (`$env:TEMP\\logs`,
+/// `$HOME\\b.txt`): a bare-word path argument PowerShell expands, which the grammar
+/// rejects.
+fn variable_then_backslash(s: &str) -> bool {
+    let Some(rest) = s.strip_prefix('$') else {
+        return false;
+    };
+    let name = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .unwrap_or(rest.len());
+    name > 0 && rest[name..].starts_with('\\')
+}
+
 fn powershell_gap(node: Node<'_>, text: &str) -> Option<&'static str> {
     let prev = node.prev_sibling().map(|p| p.kind());
     if prev == Some("flow_control_statement") {
@@ -784,6 +797,25 @@ fn powershell_gap(node: Node<'_>, text: &str) -> Option<&'static str> {
     }
     if prev == Some("param_block") {
         return Some("a statement on the same line as param(...)");
+    }
+    let starts_after_variable = text
+        .get(node.byte_range())
+        .is_some_and(|s| s.starts_with('\\'))
+        && text.get(..node.start_byte()).is_some_and(|before| {
+            let name = before
+                .trim_end_matches(|c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':');
+            name.len() < before.len() && name.ends_with('$')
+        });
+    // Within one line only, so that a construct left open across lines is never excused
+    // by a path somewhere inside it.
+    let holds_variable_path = text.get(node.byte_range()).is_some_and(|s| {
+        let s = s.trim_end();
+        !s.contains('\n')
+            && s.match_indices('$')
+                .any(|(i, _)| variable_then_backslash(&s[i..]))
+    });
+    if starts_after_variable || holds_variable_path {
+        return Some("an unquoted path that starts with a variable (`$env:TEMP\\logs`)");
     }
     let parent = node.parent();
     if parent.map(|p| p.kind()) == Some("class_statement")

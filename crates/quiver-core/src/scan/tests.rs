@@ -411,6 +411,35 @@ fn a_script_that_is_only_a_param_block_is_a_known_gap() {
 }
 
 #[test]
+fn unquoted_paths_after_a_variable_are_a_known_gap_and_real_errors_are_not() {
+    // Valid PowerShell the grammar rejects: a bare-word path that starts with a variable.
+    for (text, at) in [
+        ("Get-Date\nGet-ChildItem $env:TEMP\\logs\n", "run.ps1:2:"),
+        (
+            "Get-Date\nCopy-Item C:\\a.txt $HOME\\b.txt\n",
+            "run.ps1:2:",
+        ),
+    ] {
+        let r = check(ps(text), &["syntax.powershell"]);
+        let f = finding(&r, "syntax.powershell");
+        assert!(!f.blocks(), "{text}: {f:?}");
+        assert!(
+            f.location.to_string().contains(at),
+            "{text}: {}",
+            f.location
+        );
+        assert!(f.message.contains("unquoted path"), "{}", f.message);
+    }
+    // Near misses: quoted, it parses; a real error next to a variable still blocks.
+    check(ps("Get-ChildItem \"$env:TEMP\\logs\"\n"), &[]);
+    let r = check(
+        ps("Get-Date\nif ($env:TEMP) {\n  Write-Output 1\n"),
+        &["syntax.powershell"],
+    );
+    assert!(finding(&r, "syntax.powershell").blocks());
+}
+
+#[test]
 fn shell_syntax_errors() {
     let r = check(
         sh("#!/bin/sh\nif true; then\n  echo x\n"),

@@ -131,11 +131,19 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let mut delay = Duration::from_millis(250);
     while !finished(run.status) {
         if Instant::now() > deadline {
+            let what_next = if run.status == RunStatus::Pending {
+                format!(
+                    "it is still queued: it runs if {} polls within 10 minutes of the request, and expires otherwise",
+                    args.device
+                )
+            } else {
+                "the device has it; `quiver runs list` shows its result when it reports".to_string()
+            };
             bail!(
-                "run {} did not finish within {:?} (status {:?})",
+                "run {} did not finish within {} (status {}); {what_next}",
                 run.id,
-                args.timeout,
-                run.status
+                humantime::format_duration(args.timeout),
+                status_name(run.status)
             );
         }
         std::thread::sleep(delay);
