@@ -111,10 +111,14 @@ pub fn prepare_assignment(
     )
     .map_err(|e| {
         tracing::warn!(run = %a.run_id, code = e.code(), "run refused: {e}");
-        Box::new(exec::not_started(
-            format!("{}: {e}", e.code()),
-            Instant::now(),
-        ))
+        // Prefix the stable code unless the message already starts with it.
+        let message = e.to_string();
+        let message = if message.starts_with(e.code()) {
+            message
+        } else {
+            format!("{}: {message}", e.code())
+        };
+        Box::new(exec::not_started(message, Instant::now()))
     })
 }
 

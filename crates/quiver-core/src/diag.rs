@@ -154,6 +154,23 @@ pub fn find_value_location(file: &str, text: &str, needle: &str) -> Location {
     Location::file(file)
 }
 
+/// Like [`find_value_location`], but looks for `needle` after the first quoted `anchor`
+/// (the id of the item that holds it), so a value repeated in several items points at
+/// the right one; falls back to the whole file.
+pub fn find_value_location_after(file: &str, text: &str, anchor: &str, needle: &str) -> Location {
+    let start = [format!("\"{anchor}\""), format!("'{anchor}'")]
+        .iter()
+        .find_map(|a| text.find(a.as_str()).map(|i| i + a.len()));
+    if let Some(start) = start {
+        for pat in [format!("\"{needle}\""), format!("'{needle}'")] {
+            if let Some(off) = text[start..].find(pat.as_str()) {
+                return Location::of_offset(file, text, start + off);
+            }
+        }
+    }
+    find_value_location(file, text, needle)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,5 +182,15 @@ mod tests {
         assert_eq!(line_col(t, 3), (2, 2));
         assert_eq!(line_col(t, 5), (3, 1));
         assert_eq!(line_col(t, 99), (3, 2));
+    }
+
+    #[test]
+    fn a_repeated_value_is_found_in_the_item_that_holds_it() {
+        let t = "id = \"ana\"\nroles = [\"x\"]\nid = \"ben\"\nroles = [\"x\"]\n";
+        let at = |anchor| find_value_location_after("f", t, anchor, "x").line;
+        assert_eq!(
+            (at("ana"), at("ben"), at("nobody")),
+            (Some(2), Some(4), Some(2))
+        );
     }
 }

@@ -754,12 +754,26 @@ impl Policy {
             }
             Location::file(home.unwrap_or("policies/"))
         };
+        // The same, inside the item whose id is `item` (a value several items repeat).
+        let locate_in = |home: Option<&str>, item: &str, needle: &str| -> Location {
+            match home.and_then(|h| texts.get(h).map(|t| (h, *t))) {
+                Some((h, text)) => {
+                    let loc = crate::diag::find_value_location_after(h, text, item, needle);
+                    if loc.line.is_some() {
+                        loc
+                    } else {
+                        locate(home, needle)
+                    }
+                }
+                None => locate(home, needle),
+            }
+        };
         for m in &self.members {
             let home = origin.get(&("member", m.id.clone())).copied();
             for r in &m.roles {
                 if !roles.contains(r.as_str()) {
                     errors.push(ConfigError::new(
-                        locate(home, r),
+                        locate_in(home, &m.id, r),
                         format!("member `{}` has unknown role `{r}`", m.id),
                         Some(format!(
                             "define [[role]] id = \"{r}\" or fix the name; known: {roles:?}"
@@ -785,7 +799,7 @@ impl Policy {
             for g in &r.groups {
                 if g != "*" && !groups.contains(g.as_str()) {
                     errors.push(ConfigError::new(
-                        locate(home, g),
+                        locate_in(home, &r.id, g),
                         format!("role `{}` names unknown device group `{g}`", r.id),
                         Some(format!(
                             "define [[group]] id = \"{g}\" or use \"*\"; known: {groups:?}"
@@ -796,7 +810,7 @@ impl Policy {
             for s in &r.scripts {
                 if let Err(e) = Glob::new(s) {
                     errors.push(ConfigError::new(
-                        locate(home, s),
+                        locate_in(home, &r.id, s),
                         format!("role `{}`: bad glob: {e}", r.id),
                         None,
                     ));

@@ -415,10 +415,7 @@ fn unquoted_paths_after_a_variable_are_a_known_gap_and_real_errors_are_not() {
     // Valid PowerShell the grammar rejects: a bare-word path that starts with a variable.
     for (text, at) in [
         ("Get-Date\nGet-ChildItem $env:TEMP\\logs\n", "run.ps1:2:"),
-        (
-            "Get-Date\nCopy-Item C:\\a.txt $HOME\\b.txt\n",
-            "run.ps1:2:",
-        ),
+        ("Get-Date\nCopy-Item C:\\a.txt $HOME\\b.txt\n", "run.ps1:2:"),
     ] {
         let r = check(ps(text), &["syntax.powershell"]);
         let f = finding(&r, "syntax.powershell");
