@@ -54,6 +54,9 @@ impl Default for DaemonOptions {
 
 enum Event {
     Polled(Result<PollResponse>),
+    /// A run found the cache damaged: sync now, to repair and report it, rather than at
+    /// the next periodic sync.
+    Resync,
     Shutdown,
 }
 
@@ -65,6 +68,7 @@ impl std::fmt::Debug for Event {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Event::Polled(_) => f.write_str("Polled"),
+            Event::Resync => f.write_str("Resync"),
             Event::Shutdown => f.write_str("Shutdown"),
         }
     }
@@ -162,7 +166,8 @@ impl Daemon {
             .map(|_| {
                 let (agent, rx) = (Arc::clone(&agent), Arc::clone(&queue_rx));
                 let (inflight, stop) = (Arc::clone(&inflight), Arc::clone(&shutting_down));
-                std::thread::spawn(move || worker(&agent, &rx, &inflight, &stop))
+                let resync = events_tx.clone();
+                std::thread::spawn(move || worker(&agent, &rx, &inflight, &stop, &resync))
             })
             .collect();
         let poll_tx = spawn_poller(Arc::clone(&agent), opts.poll_wait, events_tx);
@@ -225,9 +230,16 @@ impl LoopState {
                 self.sync(agent, opts)?;
             }
             let _ = poll_tx.send(self.applied.max(self.seen));
-            let resp = match events.recv() {
-                Err(_) | Ok(Event::Shutdown) => return Ok(()),
-                Ok(Event::Polled(r)) => r,
+            let resp = loop {
+                match events.recv() {
+                    Err(_) | Ok(Event::Shutdown) => return Ok(()),
+                    Ok(Event::Polled(r)) => break r,
+                    // The poll stays outstanding; its answer is the next event.
+                    Ok(Event::Resync) => {
+                        tracing::warn!("a run found the cache damaged; syncing now to repair it");
+                        self.sync(agent, opts)?;
+                    }
+                }
             };
             let resp = match resp {
                 Ok(r) => {
@@ -244,8 +256,10 @@ impl LoopState {
                         Ok(Event::Shutdown) | Err(RecvTimeoutError::Disconnected) => {
                             return Ok(());
                         }
-                        _ => continue,
+                        Ok(Event::Resync) => self.next_full_sync = Instant::now(),
+                        _ => {}
                     }
+                    continue;
                 }
             };
             if let Some(serial) = resp.serial.filter(|s| *s > self.seen) {
@@ -322,6 +336,7 @@ fn worker(
     queue: &Mutex<Receiver<RunAssignment>>,
     inflight: &Inflight,
     shutting_down: &AtomicBool,
+    events: &Sender<Event>,
 ) {
     loop {
         let next = match queue.lock() {
@@ -338,6 +353,13 @@ fn worker(
             execute(agent, &a, inflight)
         };
         deliver(agent, &a.run_id, &result, shutting_down);
+        if result
+            .error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("cache-tampered"))
+        {
+            let _ = events.send(Event::Resync);
+        }
     }
 }
 

