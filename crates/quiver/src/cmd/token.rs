@@ -24,14 +24,15 @@ pub enum Command {
     Create(CreateArgs),
 }
 
-/// Arguments of `quiver token create`.
+/// Arguments of `quiver token create`: exactly one of `--enroll` and `--member`.
 #[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("kind").required(true).args(["enroll", "member"])))]
 pub struct CreateArgs {
     /// The controller's configuration file.
     #[arg(long, default_value = "quiver.toml")]
     pub config: PathBuf,
     /// An enrollment token for endpoints (`quiver-agent enroll`).
-    #[arg(long, conflicts_with = "member", required_unless_present = "member")]
+    #[arg(long)]
     pub enroll: bool,
     /// An API token for this member (must be a member in the policy in effect).
     #[arg(long, value_name = "ID")]
