@@ -136,6 +136,39 @@ fn within_line(hir: Hir) -> Hir {
     }
 }
 
+/// `f` over `items` on up to as many threads as there are cores, results in order.
+fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(items.len());
+    if threads <= 1 {
+        return items.iter().map(&f).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut done: Vec<(usize, R)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(item) = items.get(i) else {
+                            return out;
+                        };
+                        out.push((i, f(item)));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, r)| r).collect()
+}
+
 fn applies(rule: &ContentRule, lang: Language) -> bool {
     rule.languages.is_empty() || rule.languages.contains(&lang)
 }
@@ -209,23 +242,29 @@ impl CompiledRules {
                 .map_err(|e| e.to_string())
         };
         // Each pattern alone, built once and shared by the languages it applies to.
+        // Compiling is a noticeable part of a lint (tens of ms), so it runs on every core.
+        let compiled = par_map(&hirs, |h| {
+            h.as_ref()
+                .map(|h| build(MatchKind::LeftmostFirst, std::slice::from_ref(h)))
+        });
         let mut singles: Vec<Option<MetaRegex>> = Vec::new();
-        for (i, h) in hirs.iter().enumerate() {
-            singles.push(match h {
+        for (i, c) in compiled.into_iter().enumerate() {
+            singles.push(match c {
                 None => None,
-                Some(h) => match build(MatchKind::LeftmostFirst, std::slice::from_ref(h)) {
-                    Ok(re) => Some(re),
-                    Err(e) => {
-                        errors.push(err(
-                            &rules[i].id,
-                            format!("pattern does not compile: {e}"),
-                            None,
-                        ));
-                        None
-                    }
-                },
+                Some(Ok(re)) => Some(re),
+                Some(Err(e)) => {
+                    errors.push(err(
+                        &rules[i].id,
+                        format!("pattern does not compile: {e}"),
+                        None,
+                    ));
+                    None
+                }
             });
         }
+        // Per language: its index, the rule of each pattern, the patterns, each alone.
+        type Pending = (usize, Vec<usize>, Vec<Hir>, Vec<MetaRegex>);
+        let mut pending: Vec<Pending> = Vec::new();
         let mut sets: [Option<LanguageSet>; 4] = Default::default();
         let mut commands: [Vec<CommandRule>; 4] = Default::default();
         for (li, lang) in TEXT_LANGUAGES.iter().enumerate() {
@@ -256,10 +295,13 @@ impl CompiledRules {
                     });
                 }
             }
-            if lang_hirs.is_empty() {
-                continue;
+            if !lang_hirs.is_empty() {
+                pending.push((li, rule_of, lang_hirs, single));
             }
-            match build(MatchKind::All, &lang_hirs) {
+        }
+        let built = par_map(&pending, |(_, _, hirs, _)| build(MatchKind::All, hirs));
+        for ((li, rule_of, _, single), all) in pending.into_iter().zip(built) {
+            match all {
                 Ok(all) => {
                     sets[li] = Some(LanguageSet {
                         all,
@@ -269,7 +311,10 @@ impl CompiledRules {
                 }
                 Err(e) => errors.push(err(
                     "*",
-                    format!("the {lang:?} rules do not compile together: {e}"),
+                    format!(
+                        "the {:?} rules do not compile together: {e}",
+                        TEXT_LANGUAGES[li]
+                    ),
                     None,
                 )),
             }
