@@ -38,7 +38,7 @@ enum Command {
     Rewrite(cmd::reconcile::RewriteArgs),
     /// Make the controller's signing key pair.
     Keygen(cmd::keygen::Args),
-    /// Verify the audit log's hash chain.
+    /// Verify the audit log's hash chain, or start a new chain after a damaged log.
     Audit(cmd::audit::Args),
     /// Create enrollment and member API tokens.
     Token(cmd::token::Args),
