@@ -1019,3 +1019,58 @@ fn stray_reserved_words_in_bash_are_syntax_errors_at_their_line() {
         run.assert_no_under("syntax.shell", &format!("library/{name}/"));
     }
 }
+
+#[test]
+fn a_script_no_device_group_stages_is_warned_about() {
+    let repo = Repo::new();
+    repo.script(
+        "win-info",
+        "windows",
+        "powershell",
+        "info.ps1",
+        "Get-Date\n",
+    )
+    .script(
+        "linux-info",
+        "linux",
+        "bash",
+        "info.sh",
+        "#!/bin/bash\nid\n",
+    )
+    .policy(
+        "targets.toml",
+        "[[group]]\nid = \"linux\"\nplatform = \"linux\"\nscripts = [\"*\"]\n",
+    );
+    let (code, report) = repo.lint_json();
+    assert_eq!(code, 0, "a warning does not fail the lint: {report}");
+    let warnings: Vec<String> = report["warnings"]
+        .as_array()
+        .expect("warnings")
+        .iter()
+        .map(|w| w["message"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("`win-info` (windows) is staged on no device group")),
+        "{warnings:?}"
+    );
+    assert!(
+        !warnings.iter().any(|w| w.contains("linux-info")),
+        "{warnings:?}"
+    );
+    // Once a windows group lists it, the warning goes.
+    repo.policy(
+        "windows.toml",
+        "[[group]]\nid = \"windows\"\nplatform = \"windows\"\nscripts = [\"win-*\"]\n",
+    );
+    let (_, report) = repo.lint_json();
+    assert!(
+        !report["warnings"]
+            .as_array()
+            .expect("warnings")
+            .iter()
+            .any(|w| w["message"].as_str().unwrap_or("").contains("staged on no")),
+        "{report}"
+    );
+}

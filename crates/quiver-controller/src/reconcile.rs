@@ -124,18 +124,7 @@ fn entry(d: &DesiredState, s: &ApprovedScript) -> Result<Entry, String> {
         .collect::<Result<BTreeMap<_, _>, String>>()?;
     // Groups that get the script pre-staged and can run it: the policy's targets whose
     // platform is unset or one of the script's.
-    let groups = d
-        .policy
-        .targets_of(&s.name)
-        .into_iter()
-        .filter(|id| {
-            d.policy
-                .groups
-                .iter()
-                .find(|g| &g.id == id)
-                .is_some_and(|g| g.platform.is_none_or(|p| m.platforms.contains(&p)))
-        })
-        .collect();
+    let groups = d.policy.staged_groups(&s.name, &m.platforms);
     let files = s
         .files
         .iter()

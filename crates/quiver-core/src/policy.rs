@@ -941,6 +941,18 @@ impl Policy {
             .collect()
     }
 
+    /// Device group ids that get `script` pre-staged and can run it: groups whose
+    /// `scripts` name it and whose platform is unset or one of the script's `platforms`.
+    /// Empty means the script reaches no endpoint.
+    pub fn staged_groups(&self, script: &str, platforms: &[Platform]) -> Vec<String> {
+        self.groups
+            .iter()
+            .filter(|g| g.scripts.iter().any(|s| glob_match(s, script)))
+            .filter(|g| g.platform.is_none_or(|p| platforms.contains(&p)))
+            .map(|g| g.id.clone())
+            .collect()
+    }
+
     /// Device group ids that get `script` pre-staged.
     pub fn targets_of(&self, script: &str) -> Vec<String> {
         self.groups

@@ -373,6 +373,36 @@ fn lint(
     let lib = Library::assemble(&paths.root, &read.tree, &policy);
     let report = scanner.scan_library(&lib);
 
+    // A script no device group stages reaches no endpoint: legal, but rarely meant
+    // (a Windows script in a library whose policy only has a linux group). Only said
+    // when the policy has groups at all.
+    if !policy.groups.is_empty() {
+        for s in &lib.scripts {
+            if policy
+                .staged_groups(&s.name, &s.manifest.platforms)
+                .is_empty()
+            {
+                let platforms: Vec<String> = s
+                    .manifest
+                    .platforms
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                outcome.warnings.push(ConfigError::new(
+                    quiver_core::Location::file(read::join_display(&paths.root, &s.dir)),
+                    format!(
+                        "script `{}` ({}) is staged on no device group, so it reaches no endpoint",
+                        s.name,
+                        platforms.join(", ")
+                    ),
+                    Some(format!(
+                        "add it to the `scripts` of a [[group]] whose platform is {} (or unset)",
+                        platforms.join(" or ")
+                    )),
+                ));
+            }
+        }
+    }
     outcome.scripts = report.scripts;
     outcome.files = read.files;
     outcome.bytes = read.bytes;
