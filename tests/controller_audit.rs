@@ -8,9 +8,14 @@ use std::time::Duration;
 
 use support::*;
 
+/// `quiver audit verify`: success, and its first line.
 fn verify(log: &std::path::Path) -> (bool, String) {
     let out = quiver(&["audit", "verify", log.to_str().expect("utf8")]);
-    (out.status.success(), stdout(&out).trim().to_string())
+    let text = stdout(&out);
+    (
+        out.status.success(),
+        text.lines().next().unwrap_or("").trim().to_string(),
+    )
 }
 
 #[test]
@@ -259,5 +264,19 @@ fn the_controller_does_not_continue_a_chain_that_was_cut_or_edited() {
     assert!(
         audit_records(&log, "snapshot.published").len() == 1,
         "the new chain goes on"
+    );
+    // verify prints the head to keep elsewhere: the last record's seq and hash.
+    let text = std::fs::read_to_string(&log).expect("log");
+    let last: serde_json::Value =
+        serde_json::from_str(text.lines().last().expect("a record")).expect("json");
+    let out = quiver(&["audit", "verify", log.to_str().expect("utf8")]);
+    assert!(
+        stdout(&out).contains(&format!(
+            "last record: seq {}, hash {}",
+            last["seq"],
+            last["hash"].as_str().expect("hash")
+        )),
+        "{}",
+        stdout(&out)
     );
 }

@@ -54,10 +54,19 @@ pub fn run(args: Args) -> Result<ExitCode> {
     };
     match verify(&file) {
         Ok(v) => {
+            // The head hash, to keep somewhere else: a chain proves only that it is
+            // consistent with itself, so compare its head with a copy to notice a rewrite.
             if json {
-                println!("{}", json!({"ok": true, "records": v.records}));
+                println!(
+                    "{}",
+                    json!({"ok": true, "records": v.records,
+                           "last_seq": v.tip().map(|t| t.seq), "last_hash": v.tip().map(|t| t.hash)})
+                );
             } else {
                 println!("OK: {} records", v.records);
+                if let Some(t) = v.tip() {
+                    println!("last record: seq {}, hash {}", t.seq, t.hash);
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
