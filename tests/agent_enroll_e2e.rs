@@ -198,7 +198,7 @@ fn enrolling_an_active_device_id_is_refused_audited_and_spends_nothing() {
         "{err}"
     );
     assert!(
-        err.contains("revoke it first with `quiver agents revoke web-01`, then enroll again"),
+        err.contains("revoke it first with `quiver agents revoke web-01 --config <the controller's quiver.toml>`, then enroll again"),
         "{err}"
     );
     assert!(err.contains("the enrollment token was not used"), "{err}");

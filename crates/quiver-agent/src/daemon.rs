@@ -356,7 +356,7 @@ fn worker(
         if result
             .error
             .as_deref()
-            .is_some_and(|e| e.starts_with("cache-tampered"))
+            .is_some_and(|e| e.starts_with("cache-tampered") || e.starts_with("cache tampered"))
         {
             let _ = events.send(Event::Resync);
         }

@@ -113,11 +113,12 @@ pub fn prepare_assignment(
         tracing::warn!(run = %a.run_id, code = e.code(), "run refused: {e}");
         // Prefix the stable code unless the message already starts with it.
         let message = e.to_string();
-        let message = if message.starts_with(e.code()) {
-            message
-        } else {
-            format!("{}: {message}", e.code())
-        };
+        let message =
+            if message.starts_with(e.code()) || message.starts_with(&e.code().replace('-', " ")) {
+                message
+            } else {
+                format!("{}: {message}", e.code())
+            };
         Box::new(exec::not_started(message, Instant::now()))
     })
 }

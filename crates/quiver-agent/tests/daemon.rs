@@ -140,8 +140,8 @@ fn a_run_that_finds_the_cache_tampered_makes_the_daemon_repair_and_report_it_at_
         r["error"]
             .as_str()
             .unwrap_or("")
-            .starts_with("cache-tampered"),
-        "{r}"
+            .starts_with("cache tampered: "),
+        "the reason, without the code repeated: {r}"
     );
     // ...and the daemon syncs at once (not at its 15-minute full sync): the file is
     // restored and the controller hears of it in a check-in.

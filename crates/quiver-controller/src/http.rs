@@ -470,7 +470,7 @@ async fn enroll(State(shared): S, body: Bytes) -> Result<Response> {
                 format!(
                     "device {id} is already enrolled and not revoked, so this enrollment was \
                      refused and the enrollment token was not used. If this machine replaces \
-                     {id}, revoke it first with `quiver agents revoke {id}`, then enroll again; \
+                     {id}, revoke it first with `quiver agents revoke {id} --config <the controller's quiver.toml>`, then enroll again; \
                      otherwise enroll with another device id"
                 ),
                 "already_enrolled",

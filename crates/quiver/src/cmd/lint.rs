@@ -105,6 +105,10 @@ pub struct Summary {
     pub info: usize,
     /// Findings downgraded by a waiver.
     pub waived: usize,
+    /// Warnings about the policy against this library (a glob that matches nothing, a
+    /// script no device group stages, no content rules): not findings, but counted so a
+    /// pipeline reading the summary sees them.
+    pub policy_warnings: usize,
 }
 
 impl Outcome {
@@ -120,6 +124,7 @@ impl Outcome {
                 s.waived += 1;
             }
         }
+        s.policy_warnings = self.warnings.len();
         self.summary = s;
     }
 
@@ -141,7 +146,7 @@ impl Outcome {
         }
         let s = self.summary;
         format!(
-            "linted {} script{}, {} file{}, {}: {} deny, {} warn, {} info ({} waived){}",
+            "linted {} script{}, {} file{}, {}: {} deny, {} warn, {} info ({} waived){}{}",
             self.scripts,
             plural(self.scripts),
             self.files,
@@ -151,6 +156,10 @@ impl Outcome {
             s.warn,
             s.info,
             s.waived,
+            match s.policy_warnings {
+                0 => String::new(),
+                n => format!("; {n} policy warning{}", plural(n)),
+            },
             if self.syntax_checked {
                 ""
             } else {
