@@ -496,15 +496,8 @@ pub fn run(inv: &Invocation) -> RunResult {
 /// The result of a run that never started.
 pub fn not_started(error: String, started: Instant) -> RunResult {
     RunResult {
-        exit_code: None,
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-        timed_out: false,
-        stdout_tail: String::new(),
-        stderr_tail: String::new(),
-        truncated: false,
-        output_sha256: hex_digest(Sha256::new()),
-        output_bytes: 0,
-        error: Some(error),
+        ..RunResult::not_run(error)
     }
 }
 

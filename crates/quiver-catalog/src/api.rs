@@ -207,6 +207,24 @@ pub struct RunResult {
     pub error: Option<String>,
 }
 
+impl RunResult {
+    /// The result of a run that never started (refused, expired, closed), with why: no
+    /// exit code, no output (the digest of nothing), no time spent.
+    pub fn not_run(error: impl Into<String>) -> RunResult {
+        RunResult {
+            exit_code: None,
+            duration_ms: 0,
+            timed_out: false,
+            stdout_tail: String::new(),
+            stderr_tail: String::new(),
+            truncated: false,
+            output_sha256: crate::layout::sha256_hex(b""),
+            output_bytes: 0,
+            error: Some(error.into()),
+        }
+    }
+}
+
 /// The body of every 4xx/5xx answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiError {

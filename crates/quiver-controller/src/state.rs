@@ -582,19 +582,9 @@ impl Store {
             ],
         )?;
         let runs_closed = if previous.is_some() {
-            let result = RunResult {
-                exit_code: None,
-                duration_ms: 0,
-                timed_out: false,
-                stdout_tail: String::new(),
-                stderr_tail: String::new(),
-                truncated: false,
-                output_sha256: quiver_catalog::sha256_hex(b""),
-                output_bytes: 0,
-                error: Some(format!(
-                    "closed: device {id} was revoked and enrolled again before this run finished"
-                )),
-            };
+            let result = RunResult::not_run(format!(
+                "closed: device {id} was revoked and enrolled again before this run finished"
+            ));
             tx.execute(
                 "UPDATE runs SET status = 'error', result = ?2, finished_at = ?3
                  WHERE device = ?1 AND status IN ('pending', 'dispatched', 'running')",
@@ -782,20 +772,10 @@ impl Store {
         let mut out = Dispatch::default();
         for mut r in runs {
             if now - r.requested_at > PENDING_RUN_TTL {
-                let result = RunResult {
-                    exit_code: None,
-                    duration_ms: 0,
-                    timed_out: false,
-                    stdout_tail: String::new(),
-                    stderr_tail: String::new(),
-                    truncated: false,
-                    output_sha256: quiver_catalog::sha256_hex(b""),
-                    output_bytes: 0,
-                    error: Some(format!(
-                        "expired: device {device} did not pick the run up within {} of the request; request it again",
-                        humantime::format_duration(PENDING_RUN_TTL.unsigned_abs())
-                    )),
-                };
+                let result = RunResult::not_run(format!(
+                    "expired: device {device} did not pick the run up within {} of the request; request it again",
+                    humantime::format_duration(PENDING_RUN_TTL.unsigned_abs())
+                ));
                 tx.execute(
                     "UPDATE runs SET status = 'error', result = ?2, finished_at = ?3 WHERE id = ?1",
                     params![r.id, serde_json::to_string(&result)?, ts(now)],

@@ -21,6 +21,7 @@ pub mod approval;
 pub mod diag;
 pub mod library;
 pub mod manifest;
+pub mod par;
 pub mod policy;
 pub mod scan;
 pub mod tree;

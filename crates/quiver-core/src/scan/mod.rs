@@ -35,7 +35,6 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use signature::{PinnedKey, Verdict};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 pub use rules::{COMPUTED as COMPUTED_COMMAND, ESCAPED as ESCAPED_COMMAND};
@@ -309,7 +308,7 @@ impl Scanner {
                 keys,
                 rules,
                 waivers,
-                threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+                threads: crate::par::cores(),
                 syntax: true,
             }),
             _ => Err(errors),
@@ -812,37 +811,11 @@ impl Scanner {
 
     /// Scans every script, on several threads when there is enough work.
     fn scan_scripts(&self, lib: &Library) -> Vec<Finding> {
-        let n = lib.scripts.len();
-        let threads = self.threads.min(n.div_ceil(4)).max(1);
-        if threads == 1 {
-            return lib
-                .scripts
-                .iter()
-                .flat_map(|s| self.scan_script(&lib.root, s))
-                .collect();
-        }
-        let next = AtomicUsize::new(0);
-        std::thread::scope(|scope| {
-            let workers: Vec<_> = (0..threads)
-                .map(|_| {
-                    scope.spawn(|| {
-                        let mut out = Vec::new();
-                        loop {
-                            let i = next.fetch_add(1, Ordering::Relaxed);
-                            let Some(script) = lib.scripts.get(i) else {
-                                break;
-                            };
-                            out.extend(self.scan_script(&lib.root, script));
-                        }
-                        out
-                    })
-                })
-                .collect();
-            workers
-                .into_iter()
-                .flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                .collect()
-        })
+        let threads = self.threads.min(lib.scripts.len().div_ceil(4));
+        crate::par::map(&lib.scripts, threads, |s| self.scan_script(&lib.root, s))
+            .into_iter()
+            .flatten()
+            .collect()
     }
 }
 

@@ -136,39 +136,6 @@ fn within_line(hir: Hir) -> Hir {
     }
 }
 
-/// `f` over `items` on up to as many threads as there are cores, results in order.
-fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(items.len());
-    if threads <= 1 {
-        return items.iter().map(&f).collect();
-    }
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut done: Vec<(usize, R)> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut out = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(item) = items.get(i) else {
-                            return out;
-                        };
-                        out.push((i, f(item)));
-                    }
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
-    });
-    done.sort_by_key(|(i, _)| *i);
-    done.into_iter().map(|(_, r)| r).collect()
-}
-
 fn applies(rule: &ContentRule, lang: Language) -> bool {
     rule.languages.is_empty() || rule.languages.contains(&lang)
 }
@@ -243,7 +210,7 @@ impl CompiledRules {
         };
         // Each pattern alone, built once and shared by the languages it applies to.
         // Compiling is a noticeable part of a lint (tens of ms), so it runs on every core.
-        let compiled = par_map(&hirs, |h| {
+        let compiled = crate::par::map(&hirs, crate::par::cores(), |h| {
             h.as_ref()
                 .map(|h| build(MatchKind::LeftmostFirst, std::slice::from_ref(h)))
         });
@@ -299,7 +266,9 @@ impl CompiledRules {
                 pending.push((li, rule_of, lang_hirs, single));
             }
         }
-        let built = par_map(&pending, |(_, _, hirs, _)| build(MatchKind::All, hirs));
+        let built = crate::par::map(&pending, crate::par::cores(), |(_, _, hirs, _)| {
+            build(MatchKind::All, hirs)
+        });
         for ((li, rule_of, _, single), all) in pending.into_iter().zip(built) {
             match all {
                 Ok(all) => {

@@ -103,47 +103,10 @@ pub fn read_tree(root: &Path, cap: u64) -> anyhow::Result<ReadTree> {
 /// cores: a library of thousands of files is mostly small reads, which a single thread
 /// spends most of a lint waiting on. Results come back in the order of `files`.
 fn read_all(files: &[(String, PathBuf, u64, bool)], cap: u64) -> Vec<anyhow::Result<Vec<u8>>> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(files.len().div_ceil(64))
-        .max(1);
-    if threads == 1 {
-        return files
-            .iter()
-            .map(|(_, path, size, _)| read_capped(path, *size, cap))
-            .collect();
-    }
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut out: Vec<Option<anyhow::Result<Vec<u8>>>> = (0..files.len()).map(|_| None).collect();
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut done = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some((_, path, size, _)) = files.get(i) else {
-                            return done;
-                        };
-                        done.push((i, read_capped(path, *size, cap)));
-                    }
-                })
-            })
-            .collect();
-        // A reader that panicked leaves its slots empty; they become errors below.
-        for (i, r) in workers
-            .into_iter()
-            .flat_map(|w| w.join().unwrap_or_default())
-        {
-            out[i] = Some(r);
-        }
-    });
-    out.into_iter()
-        .zip(files)
-        .map(|(r, (_, path, _, _))| {
-            r.unwrap_or_else(|| Err(anyhow::anyhow!("{} was not read", path.display())))
-        })
-        .collect()
+    let threads = quiver_core::par::cores().min(files.len().div_ceil(64));
+    quiver_core::par::map(files, threads, |(_, path, size, _)| {
+        read_capped(path, *size, cap)
+    })
 }
 
 /// Marks the gitlinks (submodules) of the git work tree that `root` sits in as
