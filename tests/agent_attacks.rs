@@ -43,7 +43,7 @@ use quiver_catalog::{
     sha256_hex, verify_catalog, verify_timestamp,
 };
 use serde_json::{Value, json};
-use support::{Running, Setup, TestRepo, quiver, stdout};
+use support::{Running, Setup, TestRepo, files_under, quiver, stdout};
 
 const DEVICE: &str = "edge-01";
 /// `ps.sh` at serial 2 (the snapshot the agent holds when the attacks start) and serial 3.
@@ -262,30 +262,6 @@ fn agent(state: &Path, args: &[&str]) -> Output {
 fn json_of(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
-}
-
-/// Every regular file under `dir` by `/`-separated relative path.
-fn files_under(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
-        for e in std::fs::read_dir(dir).expect("read_dir") {
-            let p = e.expect("entry").path();
-            let meta = std::fs::symlink_metadata(&p).expect("metadata");
-            if meta.is_dir() {
-                walk(root, &p, out);
-            } else {
-                let rel = p.strip_prefix(root).expect("prefix");
-                let rel = rel
-                    .components()
-                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                    .collect::<Vec<_>>()
-                    .join("/");
-                out.insert(rel, std::fs::read(&p).expect("read"));
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(dir, dir, &mut out);
-    out
 }
 
 fn names_in(dir: &Path) -> Vec<String> {

@@ -14,14 +14,14 @@
 #[path = "controller_support.rs"]
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Command, ExitStatus, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use support::{Running, Setup, TestRepo, client, quiver, stdout, wait_until};
+use support::{Daemon, Running, Setup, TestRepo, client, files_under, quiver, stdout, wait_until};
 
 const POLICY: &str = r#"
 [[member]]
@@ -393,31 +393,6 @@ fn git_script_files(repo: &TestRepo, script: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// Every regular file under `dir`, by `/`-separated relative path.
-fn files_under(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
-        for e in std::fs::read_dir(dir).expect("read_dir") {
-            let p = e.expect("entry").path();
-            let meta = std::fs::symlink_metadata(&p).expect("metadata");
-            if meta.is_dir() {
-                walk(root, &p, out);
-            } else {
-                assert!(meta.is_file(), "{} is not a regular file", p.display());
-                let rel = p.strip_prefix(root).expect("prefix");
-                let rel = rel
-                    .components()
-                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                    .collect::<Vec<_>>()
-                    .join("/");
-                out.insert(rel, std::fs::read(&p).expect("read"));
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(dir, dir, &mut out);
-    out
-}
-
 /// The snapshot directory `current.json` names.
 fn current_snapshot(state: &Path) -> PathBuf {
     let pointer: Value =
@@ -518,57 +493,6 @@ fn processes_with(marker: &str) -> Vec<(u32, String)> {
         }
     }
     found
-}
-
-/// A `quiver-agent daemon` process; killed if still running when dropped.
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn start(state: &Path, log: PathBuf) -> Daemon {
-        let child = Command::new(quiver_tests::bin("quiver-agent"))
-            .args(["daemon", "--state-dir"])
-            .arg(state)
-            // A short poll so revocation is noticed within the test's budget.
-            .args(["--poll-wait", "2s", "--backoff-cap", "2s"])
-            .env("QUIVER_AGENT_LOG", "quiver_agent=debug,info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("daemon log"))
-            .spawn()
-            .expect("start quiver-agent daemon");
-        Daemon { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn wait_exit(&mut self, within: Duration) -> ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(s) = self.child.try_wait().expect("try_wait") {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the daemon did not exit within {within:?}:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
 }
 
 #[test]

@@ -20,12 +20,12 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use support::{Running, Setup, TestRepo, audit_records, quiver, stdout};
+use support::{Daemon, Running, Setup, TestRepo, audit_records, quiver, stdout};
 
 /// Runs `quiver-agent` with `args`, with no agent settings from the environment.
 fn agent(args: &[&str]) -> Output {
@@ -125,49 +125,6 @@ fn started_controller() -> (TestRepo, Setup, Running, PathBuf) {
     ctl.wait_serial(1, Duration::from_secs(20));
     let pubkey = setup.path().join("keys/quiver.pub");
     (repo, setup, ctl, pubkey)
-}
-
-/// A `quiver-agent daemon`; killed if still running when dropped.
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn start(state: &Path, log: PathBuf) -> Daemon {
-        let child = Command::new(quiver_tests::bin("quiver-agent"))
-            .args(["daemon", "--state-dir", s(state)])
-            .args(["--poll-wait", "2s", "--backoff-cap", "2s"])
-            .env("QUIVER_AGENT_LOG", "quiver_agent=debug,info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("daemon log"))
-            .spawn()
-            .expect("start quiver-agent daemon");
-        Daemon { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn assert_running(&mut self) {
-        let status = self.child.try_wait().expect("try_wait");
-        assert!(
-            status.is_none(),
-            "the daemon exited ({status:?}):\n{}",
-            self.log()
-        );
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
 }
 
 #[test]
